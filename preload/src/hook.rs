@@ -1,0 +1,110 @@
+//! The entry point for every system call libc makes, in this order: early filter (calls nvmmio
+//! does not look at go to the kernel at once), reentrancy guard, errno saved, dispatch behind a
+//! panic fence, errno restored. A panic never unwinds into the program: the call is forwarded.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+
+use nvmmio_core::config::{Mode, Settings};
+use nvmmio_core::trace::names::SYSCALL_COUNT;
+use syscall_intercept::InterceptResult;
+
+use crate::dispatch::{self, Action};
+use crate::{ffi, guard, process};
+
+const WORDS: usize = SYSCALL_COUNT.div_ceil(64);
+
+/// Bit set of the call numbers that [`dispatch`] wants to see; everything else is forwarded
+/// without touching thread-local state.
+static EARLY: [AtomicU64; WORDS] = [const { AtomicU64::new(0) }; WORDS];
+/// Whether numbers beyond the table (newer kernels) are dispatched too.
+static EARLY_UNKNOWN: AtomicBool = AtomicBool::new(false);
+
+fn early_insert(nr: i64) {
+    let nr = nr as usize;
+    EARLY[nr / 64].fetch_or(1 << (nr % 64), Relaxed);
+}
+
+#[inline(always)]
+fn early_wants(nr: usize) -> bool {
+    match EARLY.get(nr / 64) {
+        Some(word) => word.load(Relaxed) & (1 << (nr % 64)) != 0,
+        None => EARLY_UNKNOWN.load(Relaxed),
+    }
+}
+
+/// Fills the early filter from the settings.
+pub fn init_filter(settings: &Settings) {
+    // Always: glibc must fall back from clone3 to clone, which syscall_intercept can hook.
+    early_insert(libc::SYS_clone3);
+    if settings.mode == Mode::Trace {
+        for nr in 0..SYSCALL_COUNT {
+            if settings.trace.filter.contains(nr) {
+                early_insert(nr as i64);
+            }
+        }
+        // Process bookkeeping (per-process output, counters) and nvmmio's own descriptor.
+        for nr in dispatch::ALWAYS_WHILE_TRACING {
+            early_insert(nr);
+        }
+        EARLY_UNKNOWN.store(settings.trace.filter.contains(usize::MAX), Relaxed);
+    }
+}
+
+/// syscall_intercept's hook: `InterceptResult::Hook` with `*result` set, or `Forward`.
+#[allow(clippy::too_many_arguments)]
+pub extern "C" fn entry(
+    nr: isize,
+    a0: isize,
+    a1: isize,
+    a2: isize,
+    a3: isize,
+    a4: isize,
+    a5: isize,
+    result: &mut isize,
+) -> InterceptResult {
+    let nr = nr as usize;
+    if !early_wants(nr) {
+        return InterceptResult::Forward;
+    }
+    let Some(inside) = guard::enter() else {
+        return InterceptResult::Forward;
+    };
+    let saved_errno = ffi::errno();
+    let args = [a0, a1, a2, a3, a4, a5].map(|a| a as usize);
+    let action = catch_unwind(AssertUnwindSafe(|| dispatch::dispatch(nr, args, &inside)));
+    ffi::set_errno(saved_errno);
+    match action {
+        Ok(Action::Return(value)) => {
+            *result = value;
+            InterceptResult::Hook
+        }
+        Ok(Action::Forward) | Err(_) => InterceptResult::Forward,
+    }
+}
+
+/// In the child of a `clone` with a new stack (a thread, or posix_spawn's child).
+pub extern "C" fn clone_child() {
+    if let Some(_inside) = guard::enter() {
+        let _ = catch_unwind(process::clone_child);
+    }
+}
+
+/// In the parent of a `clone` with a new stack, with the kernel's result.
+pub extern "C" fn clone_parent(result: libc::c_long) {
+    if let Some(_inside) = guard::enter() {
+        let _ = catch_unwind(|| process::clone_parent(result as isize));
+    }
+}
+
+static REPORTED: AtomicBool = AtomicBool::new(false);
+
+/// Replaces the default panic message: one line on stderr, the first time only.
+pub fn install_panic_reporter() {
+    std::panic::set_hook(Box::new(|info| {
+        if !REPORTED.swap(true, Relaxed) {
+            let msg = format!("nvmmio: internal error ({info}); calls are passed to the kernel\n");
+            let _ = nvmmio_core::sys::write_all(2, msg.as_bytes());
+        }
+    }));
+}

@@ -1,0 +1,157 @@
+//! Process and thread life cycle: cached ids, fork children, vfork children that share our
+//! memory, and clones that syscall_intercept runs on a new stack (their result arrives later,
+//! in `clone_parent`).
+
+use std::cell::Cell;
+
+use nvmmio_core::sys;
+
+use crate::dispatch::{run, Action};
+use crate::tracer::{self, Tracer};
+
+#[derive(Clone, Copy)]
+struct PendingClone {
+    args: [usize; 6],
+    start: u64,
+}
+
+/// A vfork handed to syscall_intercept (which always runs vfork itself). The child borrows this
+/// thread's memory, thread-locals included, until it execs or exits; the parent gets no callback.
+#[derive(Clone, Copy)]
+struct PendingVfork {
+    parent_pid: i32,
+    /// The child's pid, noted by the child itself (it writes our shared thread-locals).
+    child_pid: i32,
+    start: u64,
+}
+
+thread_local! {
+    /// (pid, tid) of this thread, 0 when not yet known or possibly stale.
+    static IDS: Cell<(i32, i32)> = const { Cell::new((0, 0)) };
+    /// A clone handed to syscall_intercept, waiting for its result.
+    static PENDING: Cell<Option<PendingClone>> = const { Cell::new(None) };
+    static VFORK: Cell<Option<PendingVfork>> = const { Cell::new(None) };
+}
+
+/// The calling thread's process and thread ids, cached per thread. After a vfork the ids are
+/// looked up on every call until the parent is seen running again, and the parent then reports
+/// the vfork's result.
+pub fn ids() -> (i32, i32) {
+    if let Some(mut v) = VFORK.with(Cell::get) {
+        let pid = sys::getpid();
+        if pid != v.parent_pid {
+            if v.child_pid == 0 {
+                v.child_pid = pid;
+                VFORK.with(|c| c.set(Some(v)));
+            }
+            return (pid, sys::gettid());
+        }
+        VFORK.with(|c| c.set(None));
+        forget_ids();
+        if let Some(t) = tracer::get() {
+            let result = if v.child_pid > 0 {
+                v.child_pid as isize
+            } else {
+                -(libc::EAGAIN as isize)
+            };
+            t.completed(
+                libc::SYS_vfork as usize,
+                [0; 6],
+                result,
+                sys::monotonic_ns() - v.start,
+            );
+        }
+    }
+    IDS.with(|ids| {
+        let (pid, tid) = ids.get();
+        if pid != 0 {
+            return (pid, tid);
+        }
+        let fresh = (sys::getpid(), sys::gettid());
+        ids.set(fresh);
+        fresh
+    })
+}
+
+fn forget_ids() {
+    IDS.with(|ids| ids.set((0, 0)));
+}
+
+/// clone, fork and vfork while tracing.
+pub fn fork_or_clone(t: &Tracer, nr: usize, args: [usize; 6]) -> Action {
+    if nr as i64 == libc::SYS_vfork {
+        ids();
+        let parent_pid = sys::getpid();
+        VFORK.with(|c| {
+            c.set(Some(PendingVfork {
+                parent_pid,
+                child_pid: 0,
+                start: sys::monotonic_ns(),
+            }))
+        });
+        return Action::Forward;
+    }
+    let flags = if nr as i64 == libc::SYS_clone {
+        args[0] as u64
+    } else {
+        0
+    };
+    let new_stack = nr as i64 == libc::SYS_clone && args[1] != 0;
+    if new_stack || flags & libc::CLONE_VM as u64 != 0 {
+        // A thread or a child sharing our memory: only syscall_intercept's wrapper can start it
+        // on its own stack. The result comes back in `clone_parent`.
+        if t.wants(nr) {
+            PENDING.with(|p| {
+                p.set(Some(PendingClone {
+                    args,
+                    start: sys::monotonic_ns(),
+                }))
+            });
+        }
+        return Action::Forward;
+    }
+    // A plain fork: it returns twice, here.
+    let start = sys::monotonic_ns();
+    let result = run(nr, args);
+    let nanos = sys::monotonic_ns() - start;
+    if result == 0 {
+        after_fork_in_child(t);
+    } else {
+        t.completed(nr, args, result, nanos);
+    }
+    Action::Return(result)
+}
+
+fn after_fork_in_child(t: &Tracer) {
+    forget_ids();
+    t.after_fork();
+}
+
+/// In the child of a clone started on a new stack.
+pub fn clone_child() {
+    // Read, not take: posix_spawn's child shares our thread-locals, and the parent still needs
+    // the pending call to report it.
+    let pending = PENDING.with(Cell::get);
+    forget_ids();
+    // A thread has fresh thread-locals (nothing pending); a child sharing our thread-locals but
+    // not our memory is a fork, and keeps its own counts.
+    if let (Some(p), Some(t)) = (pending, tracer::get()) {
+        if p.args[0] as u64 & libc::CLONE_VM as u64 == 0 {
+            after_fork_in_child(t);
+        }
+    }
+}
+
+/// In the parent of a clone started on a new stack.
+pub fn clone_parent(result: isize) {
+    // posix_spawn's child ran on our thread-locals until it exec'd: refresh them.
+    forget_ids();
+    if let (Some(p), Some(t)) = (PENDING.with(Cell::take), tracer::get()) {
+        t.completed(
+            libc::SYS_clone as usize,
+            p.args,
+            result,
+            sys::monotonic_ns() - p.start,
+        );
+    }
+}

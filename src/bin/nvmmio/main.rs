@@ -1,0 +1,57 @@
+//! `nvmmio`: run programs under libnvmmio.so and read what it reports.
+
+mod launch;
+mod trace_cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "nvmmio",
+    version,
+    about = "Run unmodified programs with nvmmio's user-level IO library preloaded",
+    after_help = variables_help()
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a command with libnvmmio.so preloaded (forward mode: every call reaches the kernel)
+    Run {
+        #[command(flatten)]
+        launch: launch::LaunchArgs,
+    },
+    /// Run a command and log its system calls, strace-style (children and threads included)
+    Trace(trace_cmd::TraceArgs),
+}
+
+fn variables_help() -> String {
+    let mut s = String::from(
+        "Environment variables (read by libnvmmio.so; set them for plain LD_PRELOAD use):\n",
+    );
+    for (name, what) in nvmmio::config::VARIABLES {
+        s.push_str(&format!("  {name:<26} {what}\n"));
+    }
+    s.push_str("\nExamples:\n  nvmmio trace -c -- sqlite3 db.sqlite 'select 1'\n  nvmmio trace -ff -o /tmp/tr -e file,data -- make\n  LD_PRELOAD=target/release/libnvmmio.so NVMMIO_MODE=trace ls");
+    s
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run { launch } => launch::run(&launch, &[]),
+        Command::Trace(args) => trace_cmd::run(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(msg) => {
+            eprintln!("nvmmio: {msg}");
+            ExitCode::from(125)
+        }
+    }
+}

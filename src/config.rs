@@ -1,0 +1,166 @@
+//! The settings of the preloaded library, read once from environment variables at start-up.
+//! The CLI sets the same variables, so `nvmmio trace` and plain `LD_PRELOAD` use behave alike.
+
+use crate::trace::decode::DecodeOptions;
+use crate::trace::filter::SyscallSet;
+
+/// `forward` (default) or `trace`.
+pub const ENV_MODE: &str = "NVMMIO_MODE";
+/// Where trace lines go: a file (appended to), or a prefix when per-process output is on.
+/// Unset: the program's standard error, as it was when the program started.
+pub const ENV_TRACE_OUTPUT: &str = "NVMMIO_TRACE_OUTPUT";
+/// `1`: NVMMIO_TRACE_OUTPUT is a prefix and each process writes `PREFIX.PID` (strace -ff).
+pub const ENV_TRACE_PER_PROCESS: &str = "NVMMIO_TRACE_PER_PROCESS";
+/// Which calls to trace: classes and names, e.g. `file,data,!close` (default: all).
+pub const ENV_TRACE_FILTER: &str = "NVMMIO_TRACE_FILTER";
+/// `only`: count calls and print a summary table instead of lines (strace -c); `also`: both (-C).
+pub const ENV_TRACE_SUMMARY: &str = "NVMMIO_TRACE_SUMMARY";
+/// Directory where each process leaves its counters at exit, for the CLI to sum; unset: each
+/// process prints its own table to the trace output when it exits.
+pub const ENV_TRACE_SUMMARY_DIR: &str = "NVMMIO_TRACE_SUMMARY_DIR";
+/// How many bytes of data buffers to show (default 32).
+pub const ENV_TRACE_STRSIZE: &str = "NVMMIO_TRACE_STRSIZE";
+/// `0`: leave out the `<seconds>` time of each call.
+pub const ENV_TRACE_TIME: &str = "NVMMIO_TRACE_TIME";
+/// Used by the CLI only: the library to preload (default: libnvmmio.so next to the binary).
+pub const ENV_LIB: &str = "NVMMIO_LIB";
+
+/// Every variable with a one-line description, for `nvmmio --help`.
+pub const VARIABLES: &[(&str, &str)] = &[
+    (ENV_MODE, "forward (default): pass every call to the kernel; trace: also log each call"),
+    (ENV_TRACE_OUTPUT, "trace output file, or prefix with NVMMIO_TRACE_PER_PROCESS=1 (default: stderr)"),
+    (ENV_TRACE_PER_PROCESS, "1: one output file per process, PREFIX.PID (like strace -ff)"),
+    (ENV_TRACE_FILTER, "calls to trace: classes file,data,network,process,memory,signal,desc and names; leading ! negates"),
+    (ENV_TRACE_SUMMARY, "only: print a per-syscall summary table instead of lines (-c); also: both (-C)"),
+    (ENV_TRACE_SUMMARY_DIR, "directory where each process leaves its counts at exit (set by `nvmmio trace -c`)"),
+    (ENV_TRACE_STRSIZE, "bytes of each data buffer shown in trace lines (default 32)"),
+    (ENV_TRACE_TIME, "0: do not show the time spent in each call"),
+    (ENV_LIB, "path of libnvmmio.so for `nvmmio run`/`trace` (default: next to the nvmmio binary)"),
+];
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Mode {
+    Forward,
+    Trace,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Summary {
+    Off,
+    Only,
+    Also,
+}
+
+#[derive(Clone, Debug)]
+pub struct TraceSettings {
+    pub output: Option<String>,
+    pub per_process: bool,
+    pub filter: SyscallSet,
+    pub summary: Summary,
+    pub summary_dir: Option<String>,
+    pub decode: DecodeOptions,
+}
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub mode: Mode,
+    pub trace: TraceSettings,
+}
+
+impl Settings {
+    /// Reads the settings through `get` (the environment, or a map in tests).
+    pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> Result<Settings, String> {
+        let mode = match get(ENV_MODE).as_deref().map(str::trim) {
+            None | Some("") | Some("forward") => Mode::Forward,
+            Some("trace") => Mode::Trace,
+            Some(other) => return Err(format!("{ENV_MODE}={other}: expected forward or trace")),
+        };
+        let flag =
+            |name: &str| matches!(get(name).as_deref(), Some("1") | Some("yes") | Some("true"));
+        let filter = match get(ENV_TRACE_FILTER) {
+            Some(spec) if !spec.trim().is_empty() => SyscallSet::parse(&spec)?,
+            _ => SyscallSet::all(),
+        };
+        let summary = match get(ENV_TRACE_SUMMARY).as_deref() {
+            None | Some("") | Some("0") | Some("off") => Summary::Off,
+            Some("only") | Some("1") => Summary::Only,
+            Some("also") => Summary::Also,
+            Some(other) => {
+                return Err(format!(
+                    "{ENV_TRACE_SUMMARY}={other}: expected only or also"
+                ))
+            }
+        };
+        let string_limit = match get(ENV_TRACE_STRSIZE) {
+            Some(s) => s
+                .trim()
+                .parse()
+                .map_err(|_| format!("{ENV_TRACE_STRSIZE}={s}: expected a number"))?,
+            None => DecodeOptions::default().string_limit,
+        };
+        let show_time = get(ENV_TRACE_TIME).as_deref() != Some("0");
+        let nonempty = |name: &str| get(name).filter(|s| !s.is_empty());
+        Ok(Settings {
+            mode,
+            trace: TraceSettings {
+                output: nonempty(ENV_TRACE_OUTPUT),
+                per_process: flag(ENV_TRACE_PER_PROCESS),
+                filter,
+                summary,
+                summary_dir: nonempty(ENV_TRACE_SUMMARY_DIR),
+                decode: DecodeOptions {
+                    string_limit,
+                    show_time,
+                },
+            },
+        })
+    }
+
+    pub fn from_env() -> Result<Settings, String> {
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, String> {
+        Settings::from_vars(|n| {
+            vars.iter()
+                .find(|(k, _)| *k == n)
+                .map(|(_, v)| v.to_string())
+        })
+    }
+
+    #[test]
+    fn defaults_forward_everything() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.mode, Mode::Forward);
+        assert_eq!(s.trace.summary, Summary::Off);
+        assert_eq!(s.trace.filter, SyscallSet::all());
+    }
+
+    #[test]
+    fn trace_settings_parse() {
+        let s = settings(&[
+            (ENV_MODE, "trace"),
+            (ENV_TRACE_FILTER, "file,read"),
+            (ENV_TRACE_SUMMARY, "also"),
+            (ENV_TRACE_STRSIZE, "64"),
+        ])
+        .unwrap();
+        assert_eq!(s.mode, Mode::Trace);
+        assert_eq!(s.trace.summary, Summary::Also);
+        assert_eq!(s.trace.decode.string_limit, 64);
+        assert!(s.trace.filter.contains(libc::SYS_read as usize));
+        assert!(!s.trace.filter.contains(libc::SYS_write as usize));
+    }
+
+    #[test]
+    fn bad_values_are_errors() {
+        assert!(settings(&[(ENV_MODE, "fast")]).is_err());
+        assert!(settings(&[(ENV_TRACE_FILTER, "bogus")]).is_err());
+        assert!(settings(&[(ENV_TRACE_STRSIZE, "x")]).is_err());
+    }
+}

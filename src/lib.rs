@@ -1,0 +1,13 @@
+//! nvmmio: the parts of the library that can be built and tested without the preload.
+//!
+//! - [`sys`]: raw system calls that never re-enter the hook;
+//! - [`trace`]: strace-style decoding, filters and `-c` summaries;
+//! - [`config`]: the environment variables that configure the preloaded library.
+//!
+//! The LD_PRELOAD library itself (`libnvmmio.so`) lives in `preload/` and the CLI in
+//! `src/bin/nvmmio/`.
+#![deny(unsafe_code)]
+
+pub mod config;
+pub mod sys;
+pub mod trace;

@@ -1,0 +1,192 @@
+//! The only code that talks to the kernel: thin, typed wrappers over raw system calls.
+//!
+//! Everything here bypasses libc (see [`raw`]), so it is safe to call from inside the syscall
+//! hook, after `fork`, and in signal handlers: no allocation, no locks.
+//!
+//! # Safety
+//! The private `plain` helper issues calls whose pointer arguments each public wrapper derives
+//! from Rust references of the right size and lifetime; nothing else here dereferences memory.
+#![allow(unsafe_code)]
+
+mod raw;
+
+pub use raw::syscall6;
+
+/// An error number as the kernel returns it (positive, e.g. `libc::ENOENT`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Errno(pub i32);
+
+impl Errno {
+    /// Splits a raw kernel result into a value or an error.
+    pub fn result(raw: isize) -> Result<usize, Errno> {
+        if (-4095..0).contains(&raw) {
+            Err(Errno(-raw as i32))
+        } else {
+            Ok(raw as usize)
+        }
+    }
+
+    /// The value the hook hands back to libc: `-errno`.
+    pub fn to_raw(self) -> isize {
+        -(self.0 as isize)
+    }
+}
+
+impl std::fmt::Display for Errno {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({})",
+            crate::trace::errno_name(self.0),
+            crate::trace::errno_text(self.0)
+        )
+    }
+}
+
+/// Calls a system call whose arguments carry no pointers the kernel could misuse.
+fn plain(nr: i64, a: [usize; 6]) -> Result<usize, Errno> {
+    // SAFETY: only used below for calls whose arguments are integers or pointers that each
+    // wrapper documents and derives from Rust references of the right size.
+    Errno::result(unsafe { syscall6(nr as usize, a) })
+}
+
+pub fn getpid() -> i32 {
+    plain(libc::SYS_getpid, [0; 6]).unwrap_or(0) as i32
+}
+
+pub fn gettid() -> i32 {
+    plain(libc::SYS_gettid, [0; 6]).unwrap_or(0) as i32
+}
+
+/// Writes all of `buf` with as few calls as the kernel allows (one, for a pipe or an O_APPEND
+/// file when `buf` is at most PIPE_BUF: lines from many writers never interleave).
+pub fn write_all(fd: i32, mut buf: &[u8]) -> Result<(), Errno> {
+    while !buf.is_empty() {
+        let n = match plain(
+            libc::SYS_write,
+            [fd as usize, buf.as_ptr() as usize, buf.len(), 0, 0, 0],
+        ) {
+            Ok(n) => n,
+            Err(Errno(libc::EINTR)) => continue,
+            Err(e) => return Err(e),
+        };
+        buf = &buf[n.min(buf.len())..];
+    }
+    Ok(())
+}
+
+/// Opens `path` (NUL-terminated) relative to the current directory.
+pub fn open(path: &std::ffi::CStr, flags: i32, mode: u32) -> Result<i32, Errno> {
+    let a = [
+        libc::AT_FDCWD as usize,
+        path.as_ptr() as usize,
+        flags as usize,
+        mode as usize,
+        0,
+        0,
+    ];
+    plain(libc::SYS_openat, a).map(|fd| fd as i32)
+}
+
+pub fn close(fd: i32) -> Result<(), Errno> {
+    plain(libc::SYS_close, [fd as usize, 0, 0, 0, 0, 0]).map(drop)
+}
+
+/// `fcntl(fd, F_DUPFD_CLOEXEC, min)`: a close-on-exec copy of `fd` numbered at least `min`.
+pub fn dup_cloexec_at_least(fd: i32, min: i32) -> Result<i32, Errno> {
+    let a = [
+        fd as usize,
+        libc::F_DUPFD_CLOEXEC as usize,
+        min as usize,
+        0,
+        0,
+        0,
+    ];
+    plain(libc::SYS_fcntl, a).map(|fd| fd as i32)
+}
+
+/// `fcntl(fd, F_GETFD)`: whether `fd` is open.
+pub fn is_open(fd: i32) -> bool {
+    plain(
+        libc::SYS_fcntl,
+        [fd as usize, libc::F_GETFD as usize, 0, 0, 0, 0],
+    )
+    .is_ok()
+}
+
+/// Copies `dst.len()` bytes of this process's memory at `addr` without faulting: the kernel
+/// reports an unmapped or unreadable range as `EFAULT` instead of a SIGSEGV.
+pub fn read_own_memory(addr: usize, dst: &mut [u8]) -> Result<usize, Errno> {
+    let local = libc::iovec {
+        iov_base: dst.as_mut_ptr().cast(),
+        iov_len: dst.len(),
+    };
+    let remote = libc::iovec {
+        iov_base: addr as *mut libc::c_void,
+        iov_len: dst.len(),
+    };
+    let a = [
+        getpid() as usize,
+        &local as *const libc::iovec as usize,
+        1,
+        &remote as *const libc::iovec as usize,
+        1,
+        0,
+    ];
+    plain(libc::SYS_process_vm_readv, a)
+}
+
+/// Monotonic time in nanoseconds (vDSO, no system call).
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; clock_gettime goes through the vDSO and makes
+    // no system call for CLOCK_MONOTONIC, so it cannot re-enter the hook.
+    unsafe {
+        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
+    }
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// A small buffered writer to a descriptor, for multi-line output (summaries) without allocating.
+pub struct FdWriter {
+    fd: i32,
+    buf: [u8; 1024],
+    len: usize,
+    error: Option<Errno>,
+}
+
+impl FdWriter {
+    pub fn new(fd: i32) -> Self {
+        FdWriter {
+            fd,
+            buf: [0; 1024],
+            len: 0,
+            error: None,
+        }
+    }
+
+    /// Writes what is buffered; reports the first error seen.
+    pub fn flush(&mut self) -> Result<(), Errno> {
+        if let Err(e) = write_all(self.fd, &self.buf[..self.len]) {
+            self.error.get_or_insert(e);
+        }
+        self.len = 0;
+        self.error.map_or(Ok(()), Err)
+    }
+}
+
+impl std::fmt::Write for FdWriter {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        for chunk in s.as_bytes().chunks(self.buf.len()) {
+            if self.len + chunk.len() > self.buf.len() {
+                let _ = self.flush();
+            }
+            self.buf[self.len..self.len + chunk.len()].copy_from_slice(chunk);
+            self.len += chunk.len();
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,109 @@
+//! Shared helpers for whole-program tests: run real programs with and without libnvmmio.so.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The `nvmmio` binary under test.
+pub fn nvmmio() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_nvmmio"))
+}
+
+/// libnvmmio.so next to the binary (scripts/test builds it first).
+pub fn library() -> PathBuf {
+    let lib = nvmmio().with_file_name("libnvmmio.so");
+    assert!(
+        lib.exists(),
+        "{} is missing: run `cargo build --release --workspace` first (scripts/test does)",
+        lib.display()
+    );
+    lib
+}
+
+/// A scratch directory on /dev/shm (tmpfs), removed when dropped.
+pub fn shm_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("nvmmio-test-")
+        .tempdir_in("/dev/shm")
+        .expect("tempdir in /dev/shm")
+}
+
+/// A scratch directory under /tmp (a disk file system here), removed when dropped.
+pub fn tmp_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("nvmmio-test-")
+        .tempdir_in("/tmp")
+        .expect("tempdir in /tmp")
+}
+
+/// How to run a program.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Under {
+    Kernel,
+    /// LD_PRELOAD=libnvmmio.so, default (forward) mode.
+    Forward,
+}
+
+/// Runs `program args` in `cwd`, directly or with the library preloaded; always with LC_ALL=C.
+pub fn run_under(under: Under, cwd: &Path, program: &str, args: &[&str]) -> Output {
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .current_dir(cwd)
+        .env("LC_ALL", "C")
+        .env_remove("LD_PRELOAD");
+    for var in [
+        "NVMMIO_MODE",
+        "NVMMIO_TRACE_OUTPUT",
+        "NVMMIO_TRACE_FILTER",
+        "NVMMIO_TRACE_SUMMARY",
+    ] {
+        cmd.env_remove(var);
+    }
+    if under == Under::Forward {
+        cmd.env("LD_PRELOAD", library());
+    }
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
+}
+
+/// Runs a shell command line.
+pub fn sh(under: Under, cwd: &Path, script: &str) -> Output {
+    run_under(under, cwd, "/bin/sh", &["-c", script])
+}
+
+/// Asserts success and returns stdout as text.
+pub fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so files differ from block to block.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Runs `nvmmio ARGS` and returns its output.
+pub fn nvmmio_cmd(cwd: &Path, args: &[&str]) -> Output {
+    library();
+    Command::new(nvmmio())
+        .args(args)
+        .current_dir(cwd)
+        .env("LC_ALL", "C")
+        .env_remove("LD_PRELOAD")
+        .output()
+        .expect("run nvmmio")
+}
