@@ -63,23 +63,30 @@ pub extern "C" fn entry(
     a5: isize,
     result: &mut isize,
 ) -> InterceptResult {
-    let nr = nr as usize;
-    if !early_wants(nr) {
-        return InterceptResult::Forward;
-    }
-    let Some(inside) = guard::enter() else {
-        return InterceptResult::Forward;
-    };
-    let saved_errno = ffi::errno();
     let args = [a0, a1, a2, a3, a4, a5].map(|a| a as usize);
-    let action = catch_unwind(AssertUnwindSafe(|| dispatch::dispatch(nr, args, &inside)));
-    ffi::set_errno(saved_errno);
-    match action {
-        Ok(Action::Return(value)) => {
+    match handle(nr as usize, args) {
+        Some(value) => {
             *result = value;
             InterceptResult::Hook
         }
-        Ok(Action::Forward) | Err(_) => InterceptResult::Forward,
+        None => InterceptResult::Forward,
+    }
+}
+
+/// The common path of the hook and the fast symbols: `Some(result)` when nvmmio ran the call,
+/// `None` when it should simply go to the kernel.
+#[inline(always)]
+pub fn handle(nr: usize, args: [usize; 6]) -> Option<isize> {
+    if !early_wants(nr) {
+        return None;
+    }
+    let inside = guard::enter()?;
+    let saved_errno = ffi::errno();
+    let action = catch_unwind(AssertUnwindSafe(|| dispatch::dispatch(nr, args, &inside)));
+    ffi::set_errno(saved_errno);
+    match action {
+        Ok(Action::Return(value)) => Some(value),
+        Ok(Action::Forward) | Err(_) => None,
     }
 }
 

@@ -5,6 +5,7 @@
 //! - [`hook`]: the entry for every system call: early filter, reentrancy guard, panic fence;
 //! - [`dispatch`]: what nvmmio does with a call (today: forward or trace it);
 //! - [`process`]: fork, vfork, clone and exec bookkeeping;
+//! - [`symbols`]: the hottest data calls exported as libc symbols, skipping the trampoline;
 //! - [`reserved_fd`]: keeps the program from closing or overwriting nvmmio's own descriptor;
 //! - [`tracer`]: the process's trace output and counters.
 #![deny(unsafe_code)]
@@ -15,6 +16,7 @@ mod guard;
 mod hook;
 mod process;
 mod reserved_fd;
+mod symbols;
 mod tracer;
 
 use std::sync::OnceLock;
@@ -43,5 +45,6 @@ fn init() {
     let settings = SETTINGS.get_or_init(|| settings);
     tracer::init(settings);
     hook::init_filter(settings);
+    symbols::resolve_originals();
     ffi::install_hooks();
 }
