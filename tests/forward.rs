@@ -1,5 +1,5 @@
-//! Forward mode: real programs under the preload give the same outputs, files and exit codes as
-//! without it.
+//! Real programs under the preload (forward mode, and trace mode with its output discarded) give
+//! the same outputs, files and exit codes as without it.
 
 mod common;
 
@@ -12,8 +12,8 @@ use common::*;
 /// A run's stdout and the (name, bytes) of every file it left, sorted by name.
 type RunResult = (String, Vec<(String, Vec<u8>)>);
 
-fn both_ways(script: &str, input: &[u8]) -> [RunResult; 2] {
-    [Under::Kernel, Under::Forward].map(|under| {
+fn all_ways(script: &str, input: &[u8]) -> [RunResult; 3] {
+    ALL_WAYS.map(|under| {
         let dir = shm_dir();
         fs::write(dir.path().join("input"), input).unwrap();
         let out = sh(under, dir.path(), script);
@@ -41,8 +41,9 @@ fn coreutils_copy_the_same_bytes() {
     let script = "cat input | cat > piped && cat input > copied && cp input cp_copy && \
                   dd if=input of=dd_copy bs=4000 skip=3 count=200 conv=fsync 2>/dev/null && \
                   dd if=input bs=1M count=1 2>/dev/null | sha256sum && wc -c < copied";
-    let [kernel, forward] = both_ways(script, &input);
+    let [kernel, forward, traced] = all_ways(script, &input);
     assert_eq!(kernel, forward);
+    assert_eq!(kernel, traced);
     let files: std::collections::HashMap<_, _> = forward.1.into_iter().collect();
     assert_eq!(files["copied"], input);
     assert_eq!(files["piped"], input);
@@ -89,8 +90,9 @@ fn sqlite_builds_and_checks_a_database() {
         DELETE FROM t WHERE id % 10 = 0; \
         PRAGMA integrity_check; SELECT count(*), sum(id), min(name), max(name) FROM t;' && \
         sqlite3 db .dump | sha256sum";
-    let [kernel, forward] = both_ways(script, b"");
+    let [kernel, forward, traced] = all_ways(script, b"");
     assert_eq!(kernel.0, forward.0);
+    assert_eq!(kernel.0, traced.0);
     assert!(
         forward
             .0
@@ -107,8 +109,9 @@ fn db_bench_fills_and_reads_the_same_database() {
         --threads=1 --db=$PWD/rocks --compression_type=none >bench.out 2>&1 && \
         grep -o '([0-9]* of [0-9]* found)' bench.out && \
         ldb --db=$PWD/rocks scan --hex | sha256sum";
-    let [kernel, forward] = both_ways(script, b"");
+    let [kernel, forward, traced] = all_ways(script, b"");
     assert_eq!(kernel.0, forward.0);
+    assert_eq!(kernel.0, traced.0);
     assert!(
         forward.0.starts_with("(20000 of 20000 found)") || forward.0.contains("of 20000 found"),
         "{}",
@@ -119,7 +122,7 @@ fn db_bench_fills_and_reads_the_same_database() {
 #[test]
 fn fio_verifies_its_own_writes() {
     let dir = shm_dir();
-    for under in [Under::Kernel, Under::Forward] {
+    for under in ALL_WAYS {
         let out = run_under(
             under,
             dir.path(),
@@ -191,8 +194,9 @@ fn vfork_spawn_and_exec_chains_work() {
     let script = "for i in 1 2 3 4 5 6 7 8 9 10; do /bin/echo $i; done | sort -n | tail -n 3 && \
         /usr/bin/python3 -c 'import subprocess; print(subprocess.run([\"/bin/sh\", \"-c\", \"exec /bin/echo spawned\"], capture_output=True, text=True).stdout, end=\"\")' && \
         /usr/bin/env sh -c 'exec ls input'";
-    let [kernel, forward] = both_ways(script, b"x");
+    let [kernel, forward, traced] = all_ways(script, b"x");
     assert_eq!(kernel, forward);
+    assert_eq!(kernel, traced);
     assert_eq!(forward.0, "8\n9\n10\nspawned\ninput\n");
 }
 
@@ -204,4 +208,54 @@ fn nvmmio_run_passes_status_through() {
     assert_eq!(out.stdout, b"hi\n");
     let out = nvmmio_cmd(dir.path(), &["run", "--", "sh", "-c", "echo $LD_PRELOAD"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("libnvmmio.so"));
+}
+
+#[test]
+fn pthread_cancel_reaches_threads_in_data_calls() {
+    let dir = shm_dir();
+    let exe = compile_c("cancel", dir.path());
+    fs::write(dir.path().join("file"), b"some bytes").unwrap();
+    let expected = "pipe reader cancelled=1 cleaned=1\nfile reader cancelled=1 cleaned=1\n";
+    for under in ALL_WAYS {
+        let out = run_under(under, dir.path(), exe.to_str().unwrap(), &["file"]);
+        assert_eq!(ok(&out), expected, "{under:?}");
+    }
+}
+
+#[test]
+fn bad_arguments_get_the_kernels_errors() {
+    let dir = shm_dir();
+    let exe = compile_c("badargs", dir.path());
+    let outputs =
+        ALL_WAYS.map(|under| ok(&run_under(under, dir.path(), exe.to_str().unwrap(), &["f"])));
+    assert!(
+        outputs[0].contains("write-unmapped -1 EFAULT"),
+        "{}",
+        outputs[0]
+    );
+    assert!(
+        outputs[0].contains("lseek-pipe -1 ESPIPE"),
+        "{}",
+        outputs[0]
+    );
+    assert!(
+        outputs[0].ends_with("content 0123456789\n"),
+        "{}",
+        outputs[0]
+    );
+    assert_eq!(outputs[0], outputs[1], "forward");
+    assert_eq!(outputs[0], outputs[2], "trace");
+}
+
+#[test]
+fn signal_handlers_and_interrupted_calls() {
+    let dir = shm_dir();
+    let exe = compile_c("signals", dir.path());
+    for under in ALL_WAYS {
+        let out = ok(&run_under(under, dir.path(), exe.to_str().unwrap(), &["f"]));
+        assert_eq!(
+            out, "bad=0 pipe_reads=50 handled_some=1 eintr=1\n",
+            "{under:?}"
+        );
+    }
 }

@@ -1,10 +1,9 @@
 //! What nvmmio does with one system call. Today: forward it, or run it and trace it; the engine
 //! will plug in here. Raw registers are turned into decisions once, in this file.
 
-use nvmmio_core::sys::{self, syscall6, Errno};
+use nvmmio_core::sys::{self, syscall6_cancellable, Errno};
 
-use crate::guard::{self, Guard};
-use crate::{process, reserved_fd, tracer};
+use crate::{fd_table, process, reserved_fd, tracer};
 
 /// The hook's answer for one call.
 pub enum Action {
@@ -12,6 +11,16 @@ pub enum Action {
     Return(isize),
     /// Let syscall_intercept hand the call to the kernel unchanged.
     Forward,
+    /// Issue the call now, outside the panic fence and with the guard lowered (it may block, be
+    /// interrupted by a signal whose handler makes calls, or be cancelled by `pthread_cancel`,
+    /// which unwinds the thread through this frame), then hand the result to [`finish`].
+    Run(Pending),
+}
+
+/// What [`finish`] needs to report a call that ran.
+pub struct Pending {
+    start: u64,
+    exec: bool,
 }
 
 /// Calls the dispatcher must see whenever tracing is on, whatever the filter says.
@@ -28,7 +37,8 @@ pub const ALWAYS_WHILE_TRACING: [i64; 10] = [
     libc::SYS_dup3,
 ];
 
-pub fn dispatch(nr: usize, args: [usize; 6], inside: &Guard) -> Action {
+pub fn dispatch(nr: usize, args: [usize; 6]) -> Action {
+    fd_table::before_call(nr, args);
     let tracer = tracer::get();
     match nr as i64 {
         // syscall_intercept cannot give a clone3 child its own stack safely; glibc falls back
@@ -41,22 +51,22 @@ pub fn dispatch(nr: usize, args: [usize; 6], inside: &Guard) -> Action {
             Action::Return(result)
         }
         _ => match tracer {
-            Some(t) => traced(t, nr, args, inside),
+            Some(t) => traced(t, nr, args),
             None => Action::Forward,
         },
     }
 }
 
-/// Runs a call on behalf of the program and reports it to the tracer.
-fn traced(t: &tracer::Tracer, nr: usize, args: [usize; 6], inside: &Guard) -> Action {
+/// Decides how a traced call runs, and reports calls that do not come back.
+fn traced(t: &tracer::Tracer, nr: usize, args: [usize; 6]) -> Action {
     match nr as i64 {
         libc::SYS_clone | libc::SYS_fork | libc::SYS_vfork => process::fork_or_clone(t, nr, args),
         libc::SYS_execve | libc::SYS_execveat => {
             t.before_exec(nr, args);
-            let result = guard::lowered(inside, || run(nr, args));
-            // Only a failed exec comes back here.
-            t.exec_failed(nr, result);
-            Action::Return(result)
+            Action::Run(Pending {
+                start: sys::monotonic_ns(),
+                exec: true,
+            })
         }
         libc::SYS_exit_group | libc::SYS_exit | libc::SYS_rt_sigreturn => {
             t.no_return(nr, args);
@@ -65,15 +75,27 @@ fn traced(t: &tracer::Tracer, nr: usize, args: [usize; 6], inside: &Guard) -> Ac
             }
             Action::Forward
         }
-        _ => {
-            let start = sys::monotonic_ns();
-            let result = match reserved_fd::protect(nr, args) {
-                Some(result) => result,
-                None => run(nr, args),
-            };
-            t.completed(nr, args, result, sys::monotonic_ns() - start);
-            Action::Return(result)
-        }
+        _ => match reserved_fd::protect(nr, args) {
+            Some(result) => {
+                t.completed(nr, args, result, 0);
+                Action::Return(result)
+            }
+            None => Action::Run(Pending {
+                start: sys::monotonic_ns(),
+                exec: false,
+            }),
+        },
+    }
+}
+
+/// Reports a call that [`Action::Run`] issued.
+pub fn finish(nr: usize, args: [usize; 6], result: isize, pending: Pending) {
+    let Some(t) = tracer::get() else { return };
+    if pending.exec {
+        // Only a failed exec comes back.
+        t.exec_failed(nr, result);
+    } else {
+        t.completed(nr, args, result, sys::monotonic_ns() - pending.start);
     }
 }
 
@@ -84,6 +106,6 @@ pub fn run(nr: usize, args: [usize; 6]) -> isize {
     // vfork, rt_sigreturn) never reach here.
     #[allow(unsafe_code)]
     unsafe {
-        syscall6(nr, args)
+        syscall6_cancellable(nr, args)
     }
 }

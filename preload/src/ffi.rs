@@ -17,6 +17,17 @@ extern "C" {
     static mut intercept_hook_point_clone_parent: Option<extern "C" fn(libc::c_long)>;
 }
 
+type HookEntry = extern "C-unwind" fn(
+    isize,
+    isize,
+    isize,
+    isize,
+    isize,
+    isize,
+    isize,
+    &mut isize,
+) -> syscall_intercept::InterceptResult;
+
 /// Points syscall_intercept at nvmmio's entry functions.
 pub fn install_hooks() {
     // SAFETY: see the module doc: single-threaded start-up, matching signatures; the pointers are
@@ -24,7 +35,11 @@ pub fn install_hooks() {
     unsafe {
         core::ptr::addr_of_mut!(intercept_hook_point_clone_child).write(Some(hook::clone_child));
         core::ptr::addr_of_mut!(intercept_hook_point_clone_parent).write(Some(hook::clone_parent));
-        set_hook_fn(hook::entry);
+        // The entry is C-unwind (see hook::entry); the calling convention is the same as the
+        // C function type syscall_intercept declares.
+        let entry: syscall_intercept::HookFn =
+            std::mem::transmute::<HookEntry, syscall_intercept::HookFn>(hook::entry);
+        set_hook_fn(entry);
     }
 }
 

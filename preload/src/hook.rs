@@ -10,7 +10,7 @@ use nvmmio_core::trace::names::SYSCALL_COUNT;
 use syscall_intercept::InterceptResult;
 
 use crate::dispatch::{self, Action};
-use crate::{ffi, guard, process};
+use crate::{fd_table, ffi, guard, process};
 
 const WORDS: usize = SYSCALL_COUNT.div_ceil(64);
 
@@ -35,8 +35,12 @@ fn early_wants(nr: usize) -> bool {
 
 /// Fills the early filter from the settings.
 pub fn init_filter(settings: &Settings) {
-    // Always: glibc must fall back from clone3 to clone, which syscall_intercept can hook.
+    // Always: glibc must fall back from clone3 to clone, which syscall_intercept can hook; and
+    // the descriptor table must hear of every close.
     early_insert(libc::SYS_clone3);
+    for nr in fd_table::INVALIDATING {
+        early_insert(nr);
+    }
     if settings.mode == Mode::Trace {
         for nr in 0..SYSCALL_COUNT {
             if settings.trace.filter.contains(nr) {
@@ -52,8 +56,9 @@ pub fn init_filter(settings: &Settings) {
 }
 
 /// syscall_intercept's hook: `InterceptResult::Hook` with `*result` set, or `Forward`.
+/// C-unwind: a thread cancelled while blocked in a call we issued unwinds through here.
 #[allow(clippy::too_many_arguments)]
-pub extern "C" fn entry(
+pub extern "C-unwind" fn entry(
     nr: isize,
     a0: isize,
     a1: isize,
@@ -82,12 +87,21 @@ pub fn handle(nr: usize, args: [usize; 6]) -> Option<isize> {
     }
     let inside = guard::enter()?;
     let saved_errno = ffi::errno();
-    let action = catch_unwind(AssertUnwindSafe(|| dispatch::dispatch(nr, args, &inside)));
-    ffi::set_errno(saved_errno);
-    match action {
+    let action = catch_unwind(AssertUnwindSafe(|| dispatch::dispatch(nr, args)));
+    let result = match action {
         Ok(Action::Return(value)) => Some(value),
         Ok(Action::Forward) | Err(_) => None,
-    }
+        Ok(Action::Run(pending)) => {
+            // Outside the fence: catch_unwind would turn a pthread_cancel unwind into an abort.
+            let value = guard::lowered(&inside, || dispatch::run(nr, args));
+            let _ = catch_unwind(AssertUnwindSafe(|| {
+                dispatch::finish(nr, args, value, pending)
+            }));
+            Some(value)
+        }
+    };
+    ffi::set_errno(saved_errno);
+    result
 }
 
 /// In the child of a `clone` with a new stack (a thread, or posix_spawn's child).

@@ -4,6 +4,7 @@
 //! - [`ffi`]: the only unsafe code: syscall_intercept's hook points and the constructor;
 //! - [`hook`]: the entry for every system call: early filter, reentrancy guard, panic fence;
 //! - [`dispatch`]: what nvmmio does with a call (today: forward or trace it);
+//! - [`fd_table`]: what is known about each descriptor number;
 //! - [`process`]: fork, vfork, clone and exec bookkeeping;
 //! - [`symbols`]: the hottest data calls exported as libc symbols, skipping the trampoline;
 //! - [`reserved_fd`]: keeps the program from closing or overwriting nvmmio's own descriptor;
@@ -11,6 +12,7 @@
 #![deny(unsafe_code)]
 
 mod dispatch;
+mod fd_table;
 mod ffi;
 mod guard;
 mod hook;

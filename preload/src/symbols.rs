@@ -4,9 +4,11 @@
 //! internally still arrive through the patched `syscall` instructions and the same dispatch.
 //!
 //! Semantics match glibc's wrappers: `-1` and `errno` on failure, the same system call (fstat is
-//! `newfstatat(fd, "", buf, AT_EMPTY_PATH)` as in glibc 2.36), and for cancellation points in
-//! multi-threaded processes the call goes through libc's own wrapper, which handles
-//! `pthread_cancel`.
+//! `newfstatat(fd, "", buf, AT_EMPTY_PATH)` as in glibc 2.36), and the same cancellation points:
+//! in a multi-threaded process a call on a regular file or block device (which cannot block
+//! indefinitely) checks for a pending `pthread_cancel` before and after, and a call on anything
+//! else (a pipe or socket, where a thread may be cancelled while blocked) goes through libc's own
+//! wrapper. The functions use the C-unwind ABI so that cancellation may unwind through them.
 //!
 //! # Safety
 //! The exported functions only pass the caller's pointers on to the kernel (which checks them)
@@ -20,11 +22,16 @@ use std::sync::OnceLock;
 use libc::{off_t, size_t, ssize_t};
 
 use crate::dispatch::run;
-use crate::{ffi, hook};
+use crate::{fd_table, ffi, hook};
 
 extern "C" {
     /// glibc's public "no thread was ever created" flag (<sys/single_threaded.h>).
     static __libc_single_threaded: c_char;
+}
+
+extern "C-unwind" {
+    /// Acts on a pending cancellation request (by unwinding the thread).
+    fn pthread_testcancel();
 }
 
 type ReadFn = unsafe extern "C" fn(c_int, *mut c_void, size_t) -> ssize_t;
@@ -86,14 +93,24 @@ fn libc_result(raw: isize) -> isize {
 /// Serves the call here when possible; `None` means "use libc's wrapper" (a cancellation point
 /// in a multi-threaded process, which only libc can make cancellable).
 fn serve(nr: i64, args: [usize; 6], cancellation_point: bool) -> Option<isize> {
-    if let Some(result) = hook::handle(nr as usize, args) {
-        return Some(libc_result(result));
-    }
-    let have_originals = ORIGINALS.get().is_some_and(Option::is_some);
-    if cancellation_point && have_originals && !single_threaded() {
+    let cancellable =
+        cancellation_point && ORIGINALS.get().is_some_and(Option::is_some) && !single_threaded();
+    if cancellable && !fd_table::never_blocks(args[0] as i32) {
+        // libc's wrapper makes the (possibly blocking) call cancellable; it then reaches us
+        // through syscall_intercept.
         return None;
     }
-    Some(libc_result(run(nr as usize, args)))
+    if cancellable {
+        // SAFETY: a libc function without arguments; it may unwind, which our C-unwind callers
+        // allow, and no value with a destructor is alive here.
+        unsafe { pthread_testcancel() };
+    }
+    let result = hook::handle(nr as usize, args).unwrap_or_else(|| run(nr as usize, args));
+    if cancellable {
+        // SAFETY: as above.
+        unsafe { pthread_testcancel() };
+    }
+    Some(libc_result(result))
 }
 
 fn originals() -> &'static Originals {
@@ -105,7 +122,7 @@ fn originals() -> &'static Originals {
 }
 
 #[no_mangle]
-pub extern "C" fn read(fd: c_int, buf: *mut c_void, count: size_t) -> ssize_t {
+pub extern "C-unwind" fn read(fd: c_int, buf: *mut c_void, count: size_t) -> ssize_t {
     let args = [fd as usize, buf as usize, count, 0, 0, 0];
     // SAFETY: libc's read with the caller's own arguments.
     serve(libc::SYS_read, args, true)
@@ -113,7 +130,7 @@ pub extern "C" fn read(fd: c_int, buf: *mut c_void, count: size_t) -> ssize_t {
 }
 
 #[no_mangle]
-pub extern "C" fn write(fd: c_int, buf: *const c_void, count: size_t) -> ssize_t {
+pub extern "C-unwind" fn write(fd: c_int, buf: *const c_void, count: size_t) -> ssize_t {
     let args = [fd as usize, buf as usize, count, 0, 0, 0];
     // SAFETY: libc's write with the caller's own arguments.
     serve(libc::SYS_write, args, true)
@@ -121,7 +138,12 @@ pub extern "C" fn write(fd: c_int, buf: *const c_void, count: size_t) -> ssize_t
 }
 
 #[no_mangle]
-pub extern "C" fn pread64(fd: c_int, buf: *mut c_void, count: size_t, offset: off_t) -> ssize_t {
+pub extern "C-unwind" fn pread64(
+    fd: c_int,
+    buf: *mut c_void,
+    count: size_t,
+    offset: off_t,
+) -> ssize_t {
     let args = [fd as usize, buf as usize, count, offset as usize, 0, 0];
     // SAFETY: libc's pread64 with the caller's own arguments.
     serve(libc::SYS_pread64, args, true)
@@ -129,12 +151,22 @@ pub extern "C" fn pread64(fd: c_int, buf: *mut c_void, count: size_t, offset: of
 }
 
 #[no_mangle]
-pub extern "C" fn pread(fd: c_int, buf: *mut c_void, count: size_t, offset: off_t) -> ssize_t {
+pub extern "C-unwind" fn pread(
+    fd: c_int,
+    buf: *mut c_void,
+    count: size_t,
+    offset: off_t,
+) -> ssize_t {
     pread64(fd, buf, count, offset)
 }
 
 #[no_mangle]
-pub extern "C" fn pwrite64(fd: c_int, buf: *const c_void, count: size_t, offset: off_t) -> ssize_t {
+pub extern "C-unwind" fn pwrite64(
+    fd: c_int,
+    buf: *const c_void,
+    count: size_t,
+    offset: off_t,
+) -> ssize_t {
     let args = [fd as usize, buf as usize, count, offset as usize, 0, 0];
     // SAFETY: libc's pwrite64 with the caller's own arguments.
     serve(libc::SYS_pwrite64, args, true)
@@ -142,23 +174,28 @@ pub extern "C" fn pwrite64(fd: c_int, buf: *const c_void, count: size_t, offset:
 }
 
 #[no_mangle]
-pub extern "C" fn pwrite(fd: c_int, buf: *const c_void, count: size_t, offset: off_t) -> ssize_t {
+pub extern "C-unwind" fn pwrite(
+    fd: c_int,
+    buf: *const c_void,
+    count: size_t,
+    offset: off_t,
+) -> ssize_t {
     pwrite64(fd, buf, count, offset)
 }
 
 #[no_mangle]
-pub extern "C" fn lseek64(fd: c_int, offset: off_t, whence: c_int) -> off_t {
+pub extern "C-unwind" fn lseek64(fd: c_int, offset: off_t, whence: c_int) -> off_t {
     let args = [fd as usize, offset as usize, whence as usize, 0, 0, 0];
     serve(libc::SYS_lseek, args, false).unwrap_or(-1) as off_t
 }
 
 #[no_mangle]
-pub extern "C" fn lseek(fd: c_int, offset: off_t, whence: c_int) -> off_t {
+pub extern "C-unwind" fn lseek(fd: c_int, offset: off_t, whence: c_int) -> off_t {
     lseek64(fd, offset, whence)
 }
 
 #[no_mangle]
-pub extern "C" fn fstat64(fd: c_int, buf: *mut libc::stat) -> c_int {
+pub extern "C-unwind" fn fstat64(fd: c_int, buf: *mut libc::stat) -> c_int {
     let args = [
         fd as usize,
         c"".as_ptr() as usize,
@@ -171,12 +208,12 @@ pub extern "C" fn fstat64(fd: c_int, buf: *mut libc::stat) -> c_int {
 }
 
 #[no_mangle]
-pub extern "C" fn fstat(fd: c_int, buf: *mut libc::stat) -> c_int {
+pub extern "C-unwind" fn fstat(fd: c_int, buf: *mut libc::stat) -> c_int {
     fstat64(fd, buf)
 }
 
 #[no_mangle]
-pub extern "C" fn fsync(fd: c_int) -> c_int {
+pub extern "C-unwind" fn fsync(fd: c_int) -> c_int {
     let args = [fd as usize, 0, 0, 0, 0, 0];
     // SAFETY: libc's fsync with the caller's own argument.
     serve(libc::SYS_fsync, args, true)
@@ -184,7 +221,7 @@ pub extern "C" fn fsync(fd: c_int) -> c_int {
 }
 
 #[no_mangle]
-pub extern "C" fn fdatasync(fd: c_int) -> c_int {
+pub extern "C-unwind" fn fdatasync(fd: c_int) -> c_int {
     let args = [fd as usize, 0, 0, 0, 0, 0];
     // SAFETY: libc's fdatasync with the caller's own argument.
     serve(libc::SYS_fdatasync, args, true)

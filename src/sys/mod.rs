@@ -10,7 +10,7 @@
 
 mod raw;
 
-pub use raw::syscall6;
+pub use raw::{syscall6, syscall6_cancellable};
 
 /// An error number as the kernel returns it (positive, e.g. `libc::ENOENT`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -112,6 +112,23 @@ pub fn is_open(fd: i32) -> bool {
         [fd as usize, libc::F_GETFD as usize, 0, 0, 0, 0],
     )
     .is_ok()
+}
+
+/// The file type bits (`S_IFMT`) of an open descriptor.
+pub fn file_type(fd: i32) -> Result<u32, Errno> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::zeroed();
+    let a = [
+        fd as usize,
+        c"".as_ptr() as usize,
+        st.as_mut_ptr() as usize,
+        libc::AT_EMPTY_PATH as usize,
+        0,
+        0,
+    ];
+    plain(libc::SYS_newfstatat, a)?;
+    // SAFETY: zero-initialised, and filled by the kernel on success.
+    let st = unsafe { st.assume_init() };
+    Ok(st.st_mode & libc::S_IFMT)
 }
 
 /// Copies `dst.len()` bytes of this process's memory at `addr` without faulting: the kernel

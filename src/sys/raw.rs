@@ -37,3 +37,48 @@ pub unsafe fn syscall6(nr: usize, a: [usize; 6]) -> isize {
     }
     ret
 }
+
+// The same instruction in a function of its own with unwind information (.cfi), for calls that
+// a signal handler may unwind out of: the unwinder can step from the interrupted instruction to
+// the caller, and the call is a call site that may unwind.
+core::arch::global_asm!(
+    ".globl nvmmio_syscall_cancellable",
+    ".hidden nvmmio_syscall_cancellable",
+    ".type nvmmio_syscall_cancellable, @function",
+    "nvmmio_syscall_cancellable:",
+    ".cfi_startproc",
+    "mov rax, rdi",
+    "mov rdi, rsi",
+    "mov rsi, rdx",
+    "mov rdx, rcx",
+    "mov r10, r8",
+    "mov r8, r9",
+    "mov r9, [rsp + 8]",
+    "syscall",
+    "ret",
+    ".cfi_endproc",
+    ".size nvmmio_syscall_cancellable, . - nvmmio_syscall_cancellable",
+);
+
+extern "C-unwind" {
+    fn nvmmio_syscall_cancellable(
+        nr: usize,
+        a0: usize,
+        a1: usize,
+        a2: usize,
+        a3: usize,
+        a4: usize,
+        a5: usize,
+    ) -> isize;
+}
+
+/// [`syscall6`] for the program's own calls, which may be interrupted by a signal whose handler
+/// unwinds the thread (glibc's asynchronous `pthread_cancel` during a blocking call).
+///
+/// # Safety
+/// As for [`syscall6`].
+#[inline(always)]
+pub unsafe fn syscall6_cancellable(nr: usize, a: [usize; 6]) -> isize {
+    // SAFETY: as in `syscall6`; the function above only moves registers and issues the call.
+    unsafe { nvmmio_syscall_cancellable(nr, a[0], a[1], a[2], a[3], a[4], a[5]) }
+}

@@ -135,21 +135,14 @@ fn write_arg(
             Ok(())
         }
         Arg::BufIn(len_arg) => {
-            let len = call.args[len_arg as usize];
-            write_buffer(
-                out,
-                v,
-                len,
-                UserMemory {
-                    trusted: result.is_some(),
-                },
-                opts,
-            );
+            // The kernel consumed only `result` bytes: the rest may be unmapped.
+            let consumed = result.unwrap_or(0);
+            write_buffer(out, v, call.args[len_arg as usize], consumed, opts);
             Ok(())
         }
         Arg::BufOut => {
             match result {
-                Some(n) => write_buffer(out, v, n, mem, opts),
+                Some(n) => write_buffer(out, v, n, n, opts),
                 None => {
                     let _ = write_ptr(out, v);
                 }
@@ -158,21 +151,20 @@ fn write_arg(
         }
         Arg::IovIn(count_arg) => {
             let count = call.args[count_arg as usize];
-            write_iovec(
-                out,
-                v,
-                count,
-                None,
-                UserMemory {
-                    trusted: result.is_some(),
-                },
-                opts,
-            );
+            write_iovec(out, v, count, Transfer::In, result, mem, opts);
             Ok(())
         }
         Arg::IovOut(count_arg) => {
             match result {
-                Some(n) => write_iovec(out, v, call.args[count_arg as usize], Some(n), mem, opts),
+                Some(_) => write_iovec(
+                    out,
+                    v,
+                    call.args[count_arg as usize],
+                    Transfer::Out,
+                    result,
+                    mem,
+                    opts,
+                ),
                 None => {
                     let _ = write_ptr(out, v);
                 }
@@ -293,9 +285,14 @@ fn write_cstr(out: &mut LineBuf, addr: usize, mem: UserMemory, limit: usize) {
     out.push_bytes(b"\"...");
 }
 
-fn write_buffer(out: &mut LineBuf, addr: usize, len: usize, mem: UserMemory, opts: &DecodeOptions) {
+/// `"bytes"...` for `len` bytes at `addr`, of which the kernel accessed the first `accessed`
+/// (those are read directly; a display reaching past them goes through the safe copy).
+fn write_buffer(out: &mut LineBuf, addr: usize, len: usize, accessed: usize, opts: &DecodeOptions) {
     let mut buf = [0u8; 128];
     let shown = len.min(opts.string_limit).min(buf.len());
+    let mem = UserMemory {
+        trusted: shown <= accessed,
+    };
     if addr == 0 || mem.read(addr, &mut buf[..shown]) < shown {
         let _ = write_ptr(out, addr);
         return;
@@ -308,12 +305,23 @@ fn write_buffer(out: &mut LineBuf, addr: usize, len: usize, mem: UserMemory, opt
     }
 }
 
-/// `[{iov_base="..", iov_len=N}, ...]`; for output vectors `filled` bytes are spread over them.
+/// Which way an iovec array's bytes went.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Transfer {
+    /// From the program to the kernel: each buffer is shown whole (up to the limit).
+    In,
+    /// From the kernel: only the bytes it filled are shown.
+    Out,
+}
+
+/// `[{iov_base="..", iov_len=N}, ...]`. `result` bytes were moved, spread over the buffers in
+/// order; the array itself was read by the kernel when the call succeeded (`mem`).
 fn write_iovec(
     out: &mut LineBuf,
     addr: usize,
     count: usize,
-    filled: Option<usize>,
+    transfer: Transfer,
+    result: Option<usize>,
     mem: UserMemory,
     opts: &DecodeOptions,
 ) {
@@ -321,7 +329,7 @@ fn write_iovec(
         let _ = write_ptr(out, addr);
         return;
     }
-    let mut left = filled.unwrap_or(usize::MAX);
+    let mut moved = result.unwrap_or(0);
     out.push(b'[');
     for i in 0..count {
         if i == IOV_SHOWN {
@@ -339,9 +347,14 @@ fn write_iovec(
             out.push_bytes(b", ");
         }
         out.push_bytes(b"{iov_base=");
-        let shown = (len as usize).min(left);
-        write_buffer(out, base as usize, shown, mem, opts);
-        left -= shown.min(left);
+        let accessed = (len as usize).min(moved);
+        let shown = if transfer == Transfer::Out {
+            accessed
+        } else {
+            len as usize
+        };
+        write_buffer(out, base as usize, shown, accessed, opts);
+        moved -= accessed;
         let _ = write!(out, ", iov_len={len}}}");
     }
     out.push(b']');
@@ -524,6 +537,18 @@ mod tests {
             line,
             "writev(1, [{iov_base=\"abc\", iov_len=3}, {iov_base=\"defg\", iov_len=4}], 2) = 7"
         );
+    }
+
+    #[test]
+    fn partial_vectors_never_read_what_the_kernel_skipped() {
+        let a = b"abc";
+        let iov = [
+            libc::iovec { iov_base: a.as_ptr() as *mut _, iov_len: 3 },
+            libc::iovec { iov_base: 8 as *mut _, iov_len: 4 },
+        ];
+        // A short writev: only the first buffer was consumed; the second is unmapped.
+        let line = render(libc::SYS_writev, [1, iov.as_ptr() as usize, 2, 0, 0, 0], 3);
+        assert_eq!(line, "writev(1, [{iov_base=\"abc\", iov_len=3}, {iov_base=0x8, iov_len=4}], 2) = 3");
     }
 
     #[test]

@@ -42,7 +42,12 @@ pub enum Under {
     Kernel,
     /// LD_PRELOAD=libnvmmio.so, default (forward) mode.
     Forward,
+    /// LD_PRELOAD=libnvmmio.so in trace mode, lines to /dev/null.
+    Trace,
 }
+
+/// Every way of running a program that must give the kernel's results.
+pub const ALL_WAYS: [Under; 3] = [Under::Kernel, Under::Forward, Under::Trace];
 
 /// Runs `program args` in `cwd`, directly or with the library preloaded; always with LC_ALL=C.
 pub fn run_under(under: Under, cwd: &Path, program: &str, args: &[&str]) -> Output {
@@ -59,8 +64,12 @@ pub fn run_under(under: Under, cwd: &Path, program: &str, args: &[&str]) -> Outp
     ] {
         cmd.env_remove(var);
     }
-    if under == Under::Forward {
+    if under != Under::Kernel {
         cmd.env("LD_PRELOAD", library());
+    }
+    if under == Under::Trace {
+        cmd.env("NVMMIO_MODE", "trace")
+            .env("NVMMIO_TRACE_OUTPUT", "/dev/null");
     }
     cmd.output()
         .unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
@@ -106,4 +115,25 @@ pub fn nvmmio_cmd(cwd: &Path, args: &[&str]) -> Output {
         .env_remove("LD_PRELOAD")
         .output()
         .expect("run nvmmio")
+}
+
+/// Compiles `tests/programs/NAME.c` into `dir` and returns the executable's path.
+pub fn compile_c(name: &str, dir: &Path) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/programs")
+        .join(format!("{name}.c"));
+    let exe = dir.join(name);
+    let out = Command::new("cc")
+        .args(["-O2", "-pthread", "-o"])
+        .arg(&exe)
+        .arg(&src)
+        .output()
+        .expect("run cc");
+    assert!(
+        out.status.success(),
+        "cc {}: {}",
+        src.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    exe
 }
