@@ -85,6 +85,11 @@ pub fn handle(nr: usize, args: [usize; 6]) -> Option<isize> {
     if !early_wants(nr) {
         return None;
     }
+    handle_wanted(nr, args)
+}
+
+#[inline(never)]
+fn handle_wanted(nr: usize, args: [usize; 6]) -> Option<isize> {
     let inside = guard::enter()?;
     let saved_errno = ffi::errno();
     let action = catch_unwind(AssertUnwindSafe(|| dispatch::dispatch(nr, args)));

@@ -20,8 +20,8 @@ use std::ffi::{c_char, c_int, c_void, CStr};
 use std::sync::OnceLock;
 
 use libc::{off_t, size_t, ssize_t};
+use nvmmio_core::sys::syscall6;
 
-use crate::dispatch::run;
 use crate::{fd_table, ffi, hook};
 
 extern "C" {
@@ -91,7 +91,13 @@ fn libc_result(raw: isize) -> isize {
 }
 
 /// Serves the call here when possible; `None` means "use libc's wrapper" (a cancellation point
-/// in a multi-threaded process, which only libc can make cancellable).
+/// on a descriptor that may block, in a multi-threaded process: only libc can make it
+/// cancellable while blocked).
+///
+/// Inlined into each exported function on purpose: on this kernel every return to user space
+/// empties the return-stack predictor, so each `ret` between the `syscall` instruction and the
+/// program costs a misprediction (about 5 ns). Like libc's wrappers, we execute just one.
+#[inline(always)]
 fn serve(nr: i64, args: [usize; 6], cancellation_point: bool) -> Option<isize> {
     let cancellable =
         cancellation_point && ORIGINALS.get().is_some_and(Option::is_some) && !single_threaded();
@@ -105,7 +111,12 @@ fn serve(nr: i64, args: [usize; 6], cancellation_point: bool) -> Option<isize> {
         // allow, and no value with a destructor is alive here.
         unsafe { pthread_testcancel() };
     }
-    let result = hook::handle(nr as usize, args).unwrap_or_else(|| run(nr as usize, args));
+    let result = match hook::handle(nr as usize, args) {
+        Some(result) => result,
+        // SAFETY: the caller's own arguments for its own call. Deferred cancellation cannot
+        // interrupt this instruction (regular files only, see above), so it need not unwind.
+        None => unsafe { syscall6(nr as usize, args) },
+    };
     if cancellable {
         // SAFETY: as above.
         unsafe { pthread_testcancel() };
@@ -121,109 +132,65 @@ fn originals() -> &'static Originals {
         .expect("libc originals resolved")
 }
 
-#[no_mangle]
-pub extern "C-unwind" fn read(fd: c_int, buf: *mut c_void, count: size_t) -> ssize_t {
-    let args = [fd as usize, buf as usize, count, 0, 0, 0];
-    // SAFETY: libc's read with the caller's own arguments.
-    serve(libc::SYS_read, args, true)
-        .unwrap_or_else(|| unsafe { (originals().read)(fd, buf, count) })
+/// Exports each name as a fast entry for system call `$nr`. A `Some` fallback (libc's own
+/// implementation) marks a cancellation point. Aliases get full copies, not calls to each other:
+/// every extra `ret` after the `syscall` instruction costs a misprediction (see `serve`).
+macro_rules! fast_entry {
+    ($($name:ident),+ => $nr:expr, $params:tt -> $ret:ty, $fallback:expr) => {
+        $( fast_entry!(@one $name, $nr, $params, $ret, $fallback); )+
+    };
+    (@one $name:ident, $nr:expr, ($($arg:ident: $ty:ty),*), $ret:ty, $fallback:expr) => {
+        #[no_mangle]
+        pub extern "C-unwind" fn $name($($arg: $ty),*) -> $ret {
+            let mut args = [0usize; 6];
+            let values = [$($arg as usize),*];
+            args[..values.len()].copy_from_slice(&values);
+            let fallback: Option<fn($($ty),*) -> $ret> = $fallback;
+            match serve($nr, args, fallback.is_some()) {
+                Some(result) => result as $ret,
+                None => fallback.map_or(-1 as $ret, |f| f($($arg),*)),
+            }
+        }
+    };
 }
 
-#[no_mangle]
-pub extern "C-unwind" fn write(fd: c_int, buf: *const c_void, count: size_t) -> ssize_t {
-    let args = [fd as usize, buf as usize, count, 0, 0, 0];
-    // SAFETY: libc's write with the caller's own arguments.
-    serve(libc::SYS_write, args, true)
-        .unwrap_or_else(|| unsafe { (originals().write)(fd, buf, count) })
+/// Defines `fn $name(args) -> ret` calling libc's implementation `originals().$field`.
+macro_rules! libc_original {
+    ($name:ident => $field:ident, ($($arg:ident: $ty:ty),*) -> $ret:ty) => {
+        fn $name($($arg: $ty),*) -> $ret {
+            // SAFETY: libc's own implementation, called with the caller's own arguments;
+            // `originals()` holds it whenever `serve` declines a call.
+            unsafe { (originals().$field)($($arg),*) }
+        }
+    };
 }
 
-#[no_mangle]
-pub extern "C-unwind" fn pread64(
-    fd: c_int,
-    buf: *mut c_void,
-    count: size_t,
-    offset: off_t,
-) -> ssize_t {
-    let args = [fd as usize, buf as usize, count, offset as usize, 0, 0];
-    // SAFETY: libc's pread64 with the caller's own arguments.
-    serve(libc::SYS_pread64, args, true)
-        .unwrap_or_else(|| unsafe { (originals().pread64)(fd, buf, count, offset) })
+libc_original!(libc_read => read, (fd: c_int, buf: *mut c_void, count: size_t) -> ssize_t);
+libc_original!(libc_write => write, (fd: c_int, buf: *const c_void, count: size_t) -> ssize_t);
+libc_original!(libc_pread64 => pread64, (fd: c_int, buf: *mut c_void, count: size_t, offset: off_t) -> ssize_t);
+libc_original!(libc_pwrite64 => pwrite64, (fd: c_int, buf: *const c_void, count: size_t, offset: off_t) -> ssize_t);
+libc_original!(libc_fsync => fsync, (fd: c_int) -> c_int);
+libc_original!(libc_fdatasync => fdatasync, (fd: c_int) -> c_int);
+
+fast_entry!(read => libc::SYS_read, (fd: c_int, buf: *mut c_void, count: size_t) -> ssize_t, Some(libc_read));
+fast_entry!(write => libc::SYS_write, (fd: c_int, buf: *const c_void, count: size_t) -> ssize_t, Some(libc_write));
+fast_entry!(pread64, pread => libc::SYS_pread64,
+    (fd: c_int, buf: *mut c_void, count: size_t, offset: off_t) -> ssize_t, Some(libc_pread64));
+fast_entry!(pwrite64, pwrite => libc::SYS_pwrite64,
+    (fd: c_int, buf: *const c_void, count: size_t, offset: off_t) -> ssize_t, Some(libc_pwrite64));
+fast_entry!(fsync => libc::SYS_fsync, (fd: c_int) -> c_int, Some(libc_fsync));
+fast_entry!(fdatasync => libc::SYS_fdatasync, (fd: c_int) -> c_int, Some(libc_fdatasync));
+fast_entry!(lseek64, lseek => libc::SYS_lseek, (fd: c_int, offset: off_t, whence: c_int) -> off_t, None);
+
+/// glibc 2.36's fstat is `fstatat(fd, "", buf, AT_EMPTY_PATH)`; the same system call is made.
+macro_rules! fstat_entry {
+    ($($name:ident),+) => {$(
+        #[no_mangle]
+        pub extern "C-unwind" fn $name(fd: c_int, buf: *mut libc::stat) -> c_int {
+            let args = [fd as usize, c"".as_ptr() as usize, buf as usize, libc::AT_EMPTY_PATH as usize, 0, 0];
+            serve(libc::SYS_newfstatat, args, false).unwrap_or(-1) as c_int
+        }
+    )+};
 }
 
-#[no_mangle]
-pub extern "C-unwind" fn pread(
-    fd: c_int,
-    buf: *mut c_void,
-    count: size_t,
-    offset: off_t,
-) -> ssize_t {
-    pread64(fd, buf, count, offset)
-}
-
-#[no_mangle]
-pub extern "C-unwind" fn pwrite64(
-    fd: c_int,
-    buf: *const c_void,
-    count: size_t,
-    offset: off_t,
-) -> ssize_t {
-    let args = [fd as usize, buf as usize, count, offset as usize, 0, 0];
-    // SAFETY: libc's pwrite64 with the caller's own arguments.
-    serve(libc::SYS_pwrite64, args, true)
-        .unwrap_or_else(|| unsafe { (originals().pwrite64)(fd, buf, count, offset) })
-}
-
-#[no_mangle]
-pub extern "C-unwind" fn pwrite(
-    fd: c_int,
-    buf: *const c_void,
-    count: size_t,
-    offset: off_t,
-) -> ssize_t {
-    pwrite64(fd, buf, count, offset)
-}
-
-#[no_mangle]
-pub extern "C-unwind" fn lseek64(fd: c_int, offset: off_t, whence: c_int) -> off_t {
-    let args = [fd as usize, offset as usize, whence as usize, 0, 0, 0];
-    serve(libc::SYS_lseek, args, false).unwrap_or(-1) as off_t
-}
-
-#[no_mangle]
-pub extern "C-unwind" fn lseek(fd: c_int, offset: off_t, whence: c_int) -> off_t {
-    lseek64(fd, offset, whence)
-}
-
-#[no_mangle]
-pub extern "C-unwind" fn fstat64(fd: c_int, buf: *mut libc::stat) -> c_int {
-    let args = [
-        fd as usize,
-        c"".as_ptr() as usize,
-        buf as usize,
-        libc::AT_EMPTY_PATH as usize,
-        0,
-        0,
-    ];
-    serve(libc::SYS_newfstatat, args, false).unwrap_or(-1) as c_int
-}
-
-#[no_mangle]
-pub extern "C-unwind" fn fstat(fd: c_int, buf: *mut libc::stat) -> c_int {
-    fstat64(fd, buf)
-}
-
-#[no_mangle]
-pub extern "C-unwind" fn fsync(fd: c_int) -> c_int {
-    let args = [fd as usize, 0, 0, 0, 0, 0];
-    // SAFETY: libc's fsync with the caller's own argument.
-    serve(libc::SYS_fsync, args, true)
-        .unwrap_or_else(|| unsafe { (originals().fsync)(fd) } as isize) as c_int
-}
-
-#[no_mangle]
-pub extern "C-unwind" fn fdatasync(fd: c_int) -> c_int {
-    let args = [fd as usize, 0, 0, 0, 0, 0];
-    // SAFETY: libc's fdatasync with the caller's own argument.
-    serve(libc::SYS_fdatasync, args, true)
-        .unwrap_or_else(|| unsafe { (originals().fdatasync)(fd) } as isize) as c_int
-}
+fstat_entry!(fstat, fstat64);

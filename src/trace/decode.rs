@@ -543,12 +543,21 @@ mod tests {
     fn partial_vectors_never_read_what_the_kernel_skipped() {
         let a = b"abc";
         let iov = [
-            libc::iovec { iov_base: a.as_ptr() as *mut _, iov_len: 3 },
-            libc::iovec { iov_base: 8 as *mut _, iov_len: 4 },
+            libc::iovec {
+                iov_base: a.as_ptr() as *mut _,
+                iov_len: 3,
+            },
+            libc::iovec {
+                iov_base: 8 as *mut _,
+                iov_len: 4,
+            },
         ];
         // A short writev: only the first buffer was consumed; the second is unmapped.
         let line = render(libc::SYS_writev, [1, iov.as_ptr() as usize, 2, 0, 0, 0], 3);
-        assert_eq!(line, "writev(1, [{iov_base=\"abc\", iov_len=3}, {iov_base=0x8, iov_len=4}], 2) = 3");
+        assert_eq!(
+            line,
+            "writev(1, [{iov_base=\"abc\", iov_len=3}, {iov_base=0x8, iov_len=4}], 2) = 3"
+        );
     }
 
     #[test]
