@@ -1,0 +1,32 @@
+//! The benchmark script runs and prints tables that parse (a smoke test, not a timing test).
+
+use std::process::Command;
+
+#[test]
+fn bench_forward_quick_run_prints_both_tables() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = Command::new(format!("{root}/scripts/bench-forward"))
+        .args(["--quick", "--rounds", "1"])
+        .output()
+        .expect("run scripts/bench-forward");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| workload"))
+        .map(|l| l.split('|').map(str::trim).filter(|c| !c.is_empty()).collect())
+        .collect();
+    let forward: Vec<_> = rows.iter().filter(|r| r.len() == 4).collect();
+    let trace: Vec<_> = rows.iter().filter(|r| r.len() == 6).collect();
+    assert_eq!(forward.len(), 5, "{text}");
+    assert_eq!(trace.len(), 3, "{text}");
+    for r in forward {
+        let ratio: f64 = r[3].parse().unwrap_or_else(|_| panic!("ratio in {r:?}"));
+        assert!(ratio > 0.0);
+    }
+    for r in trace {
+        let lines: u64 = r[1].parse().unwrap();
+        assert!(lines > 0, "{r:?}");
+        assert!(r[5].ends_with('x'), "{r:?}");
+    }
+}
