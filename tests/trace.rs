@@ -83,7 +83,14 @@ fn same_call_sequence_as_strace() {
     fs::write(dir.path().join("input.txt"), pattern(300_000, 3)).unwrap();
     let programs: [&[&str]; 3] = [
         &["cat", "input.txt"],
-        &["dd", "if=input.txt", "of=out.bin", "bs=8192", "count=20", "status=none"],
+        &[
+            "dd",
+            "if=input.txt",
+            "of=out.bin",
+            "bs=8192",
+            "count=20",
+            "status=none",
+        ],
         &["cp", "input.txt", "copy.txt"],
     ];
     for cmd in programs {
