@@ -22,6 +22,9 @@ pub const ENV_TRACE_SUMMARY_DIR: &str = "NVMMIO_TRACE_SUMMARY_DIR";
 pub const ENV_TRACE_STRSIZE: &str = "NVMMIO_TRACE_STRSIZE";
 /// `0`: leave out the `<seconds>` time of each call.
 pub const ENV_TRACE_TIME: &str = "NVMMIO_TRACE_TIME";
+/// Fault injection for tests: a system call name; nvmmio's dispatch panics on every such call,
+/// which must be reported once and the call passed to the kernel.
+pub const ENV_TEST_PANIC_IN: &str = "NVMMIO_TEST_PANIC_IN";
 /// Used by the CLI only: the library to preload (default: libnvmmio.so next to the binary).
 pub const ENV_LIB: &str = "NVMMIO_LIB";
 
@@ -35,6 +38,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     (ENV_TRACE_SUMMARY_DIR, "directory where each process leaves its counts at exit (set by `nvmmio trace -c`)"),
     (ENV_TRACE_STRSIZE, "bytes of each data buffer shown in trace lines (default 32)"),
     (ENV_TRACE_TIME, "0: do not show the time spent in each call"),
+    (ENV_TEST_PANIC_IN, "for tests: make nvmmio panic on this syscall (reported once, call forwarded)"),
     (ENV_LIB, "path of libnvmmio.so for `nvmmio run`/`trace` (default: next to the nvmmio binary)"),
 ];
 
@@ -65,6 +69,8 @@ pub struct TraceSettings {
 pub struct Settings {
     pub mode: Mode,
     pub trace: TraceSettings,
+    /// [`ENV_TEST_PANIC_IN`] resolved to a call number.
+    pub test_panic_in: Option<usize>,
 }
 
 impl Settings {
@@ -100,8 +106,18 @@ impl Settings {
         };
         let show_time = get(ENV_TRACE_TIME).as_deref() != Some("0");
         let nonempty = |name: &str| get(name).filter(|s| !s.is_empty());
+        let test_panic_in = match nonempty(ENV_TEST_PANIC_IN) {
+            Some(name) => Some(
+                crate::trace::names::NAMES
+                    .iter()
+                    .position(|n| *n == name)
+                    .ok_or_else(|| format!("{ENV_TEST_PANIC_IN}={name}: unknown system call"))?,
+            ),
+            None => None,
+        };
         Ok(Settings {
             mode,
+            test_panic_in,
             trace: TraceSettings {
                 output: nonempty(ENV_TRACE_OUTPUT),
                 per_process: flag(ENV_TRACE_PER_PROCESS),

@@ -4,6 +4,7 @@
 mod common;
 
 use std::fs;
+use std::process::Command;
 
 use common::*;
 
@@ -258,4 +259,57 @@ fn signal_handlers_and_interrupted_calls() {
             "{under:?}"
         );
     }
+}
+
+#[test]
+fn an_internal_panic_is_reported_once_and_the_call_still_runs() {
+    let dir = shm_dir();
+    fs::write(dir.path().join("input"), pattern(100_000, 9)).unwrap();
+    for mode in ["forward", "trace"] {
+        let out = Command::new("sh")
+            .args([
+                "-c",
+                "cat input | sha256sum; cat input > copy; cmp input copy && echo same",
+            ])
+            .current_dir(dir.path())
+            .env("LD_PRELOAD", library())
+            .env("NVMMIO_MODE", mode)
+            .env("NVMMIO_TRACE_OUTPUT", "/dev/null")
+            .env("NVMMIO_TEST_PANIC_IN", "openat")
+            .output()
+            .unwrap();
+        let expected = sh(
+            Under::Kernel,
+            dir.path(),
+            "sha256sum < input | sed 's/-$/-/'",
+        );
+        let stdout = ok(&out);
+        assert!(
+            stdout.starts_with(&String::from_utf8_lossy(&expected.stdout).into_owned()),
+            "{mode}: {stdout}"
+        );
+        assert!(stdout.ends_with("same\n"), "{mode}: {stdout}");
+        // Once per process (sh, cat, sha256sum, cat, cmp), never more.
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let reports = stderr.matches("nvmmio: internal error").count();
+        assert!((1..=5).contains(&reports), "{mode}: {stderr}");
+        assert_eq!(stderr.lines().count(), reports, "{mode}: {stderr}");
+        assert!(stderr.contains("injected failure in openat"), "{stderr}");
+    }
+}
+
+#[test]
+fn the_library_has_a_non_executable_stack() {
+    let out = Command::new("readelf")
+        .arg("-lW")
+        .arg(library())
+        .output()
+        .expect("readelf");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let stack = text
+        .lines()
+        .find(|l| l.contains("GNU_STACK"))
+        .expect("a GNU_STACK header");
+    let flags: Vec<&str> = stack.split_whitespace().collect();
+    assert_eq!(flags[flags.len() - 2], "RW", "{stack}");
 }

@@ -38,6 +38,12 @@ pub const ALWAYS_WHILE_TRACING: [i64; 10] = [
 ];
 
 pub fn dispatch(nr: usize, args: [usize; 6]) -> Action {
+    if crate::SETTINGS.get().and_then(|s| s.test_panic_in) == Some(nr) {
+        panic!(
+            "injected failure in {} (NVMMIO_TEST_PANIC_IN)",
+            nvmmio_core::trace::names::NAMES[nr]
+        );
+    }
     fd_table::before_call(nr, args);
     let tracer = tracer::get();
     match nr as i64 {

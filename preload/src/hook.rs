@@ -41,6 +41,9 @@ pub fn init_filter(settings: &Settings) {
     for nr in fd_table::INVALIDATING {
         early_insert(nr);
     }
+    if let Some(nr) = settings.test_panic_in {
+        early_insert(nr as i64);
+    }
     if settings.mode == Mode::Trace {
         for nr in 0..SYSCALL_COUNT {
             if settings.trace.filter.contains(nr) {
@@ -129,7 +132,18 @@ static REPORTED: AtomicBool = AtomicBool::new(false);
 pub fn install_panic_reporter() {
     std::panic::set_hook(Box::new(|info| {
         if !REPORTED.swap(true, Relaxed) {
-            let msg = format!("nvmmio: internal error ({info}); calls are passed to the kernel\n");
+            let what = info
+                .payload()
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| info.payload().downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("panic");
+            let place = info
+                .location()
+                .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            let msg =
+                format!("nvmmio: internal error{place}: {what}; calls are passed to the kernel\n");
             let _ = nvmmio_core::sys::write_all(2, msg.as_bytes());
         }
     }));
