@@ -207,3 +207,92 @@ impl std::fmt::Write for FdWriter {
         Ok(())
     }
 }
+
+/// `pread64`: reads up to `buf.len()` bytes at `offset`; retries on EINTR.
+pub fn pread(fd: i32, buf: &mut [u8], offset: u64) -> Result<usize, Errno> {
+    loop {
+        let a = [
+            fd as usize,
+            buf.as_mut_ptr() as usize,
+            buf.len(),
+            offset as usize,
+            0,
+            0,
+        ];
+        match plain(libc::SYS_pread64, a) {
+            Err(Errno(libc::EINTR)) => continue,
+            r => return r,
+        }
+    }
+}
+
+/// `pwrite64` of all of `buf` at `offset` (loops over short writes, retries on EINTR).
+pub fn pwrite_all(fd: i32, mut buf: &[u8], mut offset: u64) -> Result<(), Errno> {
+    while !buf.is_empty() {
+        let a = [
+            fd as usize,
+            buf.as_ptr() as usize,
+            buf.len(),
+            offset as usize,
+            0,
+            0,
+        ];
+        match plain(libc::SYS_pwrite64, a) {
+            Ok(0) => return Err(Errno(libc::EIO)),
+            Ok(n) => {
+                buf = &buf[n..];
+                offset += n as u64;
+            }
+            Err(Errno(libc::EINTR)) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+pub fn ftruncate(fd: i32, len: u64) -> Result<(), Errno> {
+    plain(libc::SYS_ftruncate, [fd as usize, len as usize, 0, 0, 0, 0]).map(drop)
+}
+
+pub fn fdatasync(fd: i32) -> Result<(), Errno> {
+    plain(libc::SYS_fdatasync, [fd as usize, 0, 0, 0, 0, 0]).map(drop)
+}
+
+/// `fallocate(fd, 0, offset, len)`: reserves blocks so later stores cannot hit ENOSPC.
+pub fn fallocate(fd: i32, offset: u64, len: u64) -> Result<(), Errno> {
+    plain(
+        libc::SYS_fallocate,
+        [fd as usize, 0, offset as usize, len as usize, 0, 0],
+    )
+    .map(drop)
+}
+
+/// The size in bytes of an open file.
+pub fn file_size(fd: i32) -> Result<u64, Errno> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::zeroed();
+    let a = [
+        fd as usize,
+        c"".as_ptr() as usize,
+        st.as_mut_ptr() as usize,
+        libc::AT_EMPTY_PATH as usize,
+        0,
+        0,
+    ];
+    plain(libc::SYS_newfstatat, a)?;
+    // SAFETY: zero-initialised, and filled by the kernel on success.
+    let st = unsafe { st.assume_init() };
+    Ok(st.st_size as u64)
+}
+
+/// `openat(dirfd, path, flags, mode)`.
+pub fn openat(dirfd: i32, path: &std::ffi::CStr, flags: i32, mode: u32) -> Result<i32, Errno> {
+    let a = [
+        dirfd as usize,
+        path.as_ptr() as usize,
+        flags as usize,
+        mode as usize,
+        0,
+        0,
+    ];
+    plain(libc::SYS_openat, a).map(|fd| fd as i32)
+}

@@ -1,0 +1,253 @@
+//! One managed file: the data file (a [`Storage`]) plus its redo log and index. Writes go to
+//! the log, reads merge the log over the data file, `sync` commits, `checkpoint` applies the
+//! log to the data file and empties it. Opening a file recovers it first.
+//!
+//! Guarantee: after a crash at any instant, reopening gives exactly what the last successful
+//! `sync` covered, plus possibly whole later writes (a checkpoint commits first), never part of
+//! a write.
+
+use super::extents::ExtentMap;
+use super::log::{Found, Log, OpenError};
+use super::record::{Kind, RECORD_HEADER_LEN};
+use crate::persist::{Medium, Storage};
+use crate::sys::Errno;
+
+/// Runtime settings of the engine (documented in `config`).
+#[derive(Clone, Copy, Debug)]
+pub struct EngineSettings {
+    /// A log may grow to this many bytes; then it is checkpointed to make room.
+    pub log_max: u64,
+    /// Checkpoint after a commit once the log holds this much.
+    pub checkpoint_at: u64,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            log_max: 256 << 20,
+            checkpoint_at: 64 << 20,
+        }
+    }
+}
+
+/// What recovery did when the file was opened.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
+pub struct Recovered {
+    /// Committed records applied to the data file.
+    pub applied: usize,
+    /// Records found after the last commit and dropped.
+    pub discarded: usize,
+}
+
+pub struct ManagedFile<M: Medium, S: Storage> {
+    data: S,
+    log: Log<M>,
+    index: ExtentMap,
+    /// The file's size as the program sees it.
+    size: u64,
+    /// Bytes of the data file below this hold current data (a truncate lowers it until the
+    /// next checkpoint: bytes above it read as zeros).
+    data_valid: u64,
+    epoch: u32,
+    /// Commit records written since open (statistics; tests use it as the oracle's clock).
+    commits: u64,
+    settings: EngineSettings,
+}
+
+impl<M: Medium, S: Storage> ManagedFile<M, S> {
+    /// Opens a file, first applying whatever its log committed (recovery).
+    pub fn open(
+        mut data: S,
+        medium: M,
+        settings: EngineSettings,
+    ) -> Result<(Self, Recovered), OpenError> {
+        let opened = Log::open(medium, settings.log_max)?;
+        let recovered = Recovered {
+            applied: opened.committed.len(),
+            discarded: opened.discarded,
+        };
+        let mut log = opened.log;
+        if !opened.committed.is_empty() || opened.discarded > 0 {
+            apply(&mut data, &log, &opened.committed)?;
+            data.sync()?;
+            log.reset()?;
+        }
+        let size = data.size()?;
+        let file = ManagedFile {
+            data,
+            log,
+            index: ExtentMap::default(),
+            size,
+            data_valid: size,
+            epoch: 0,
+            commits: 0,
+            settings,
+        };
+        Ok((file, recovered))
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Bytes of log in use (for statistics).
+    pub fn log_used(&self) -> u64 {
+        self.log.used()
+    }
+
+    /// Reads at `offset`; returns the byte count (short at end of file).
+    pub fn read(&self, offset: u64, buf: &mut [u8]) -> Result<usize, Errno> {
+        if offset >= self.size {
+            return Ok(0);
+        }
+        let n = (buf.len() as u64).min(self.size - offset) as usize;
+        let buf = &mut buf[..n];
+        let end = offset + n as u64;
+        // Base: the data file, up to what is still valid there; zeros beyond.
+        let base_end = end.min(self.data_valid).max(offset);
+        let base = (base_end - offset) as usize;
+        let got = if base > 0 {
+            self.data.read_at(offset, &mut buf[..base])?
+        } else {
+            0
+        };
+        buf[got..].fill(0);
+        for (range, pos) in self.index.overlay(offset..end) {
+            let at = (range.start - offset) as usize;
+            self.log
+                .read(pos, &mut buf[at..at + (range.end - range.start) as usize]);
+        }
+        Ok(n)
+    }
+
+    /// Writes `data` at `offset`, all or nothing (ENOSPC, EFBIG: nothing changed).
+    pub fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), Errno> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        let end = offset
+            .checked_add(data.len() as u64)
+            .ok_or(Errno(libc::EFBIG))?;
+        self.make_room(data.len() as u64)?;
+        let pos = self.log.append(Kind::Write, offset, self.epoch, data)?;
+        self.index.insert(offset..end, pos);
+        self.size = self.size.max(end);
+        Ok(())
+    }
+
+    /// Sets the size: bytes beyond it are gone, a later extension reads zeros.
+    pub fn truncate(&mut self, size: u64) -> Result<(), Errno> {
+        self.make_room(0)?;
+        self.log.append(Kind::Truncate, size, self.epoch, &[])?;
+        self.index.truncate(size);
+        self.data_valid = self.data_valid.min(size);
+        self.size = size;
+        Ok(())
+    }
+
+    /// Makes every write so far durable and committed (fsync).
+    pub fn sync(&mut self) -> Result<(), Errno> {
+        self.commit()?;
+        self.epoch = self.epoch.wrapping_add(1);
+        if self.log.used() >= self.settings.checkpoint_at {
+            self.checkpoint()?;
+        }
+        Ok(())
+    }
+
+    /// Commits, applies the log to the data file, syncs it, and empties the log.
+    pub fn checkpoint(&mut self) -> Result<(), Errno> {
+        self.commit()?;
+        if self.log.used() == 0 {
+            return Ok(());
+        }
+        let records = self.committed_records();
+        apply(&mut self.data, &self.log, &records)?;
+        self.data.sync()?;
+        self.log.reset()?;
+        self.index.clear();
+        self.data_valid = self.size;
+        Ok(())
+    }
+
+    fn commit(&mut self) -> Result<(), Errno> {
+        if self.log.has_uncommitted() {
+            self.log.commit(self.epoch, self.size)?;
+            self.commits += 1;
+        }
+        Ok(())
+    }
+
+    /// Commit records written since the file was opened.
+    pub fn commits(&self) -> u64 {
+        self.commits
+    }
+
+    /// Ensures a record of `len` data bytes and a commit record fit in the log, checkpointing
+    /// (which commits whole writes only) when they would not.
+    fn make_room(&mut self, len: u64) -> Result<(), Errno> {
+        let needed = len + RECORD_HEADER_LEN;
+        if self.log.fits(needed) {
+            return Ok(());
+        }
+        self.checkpoint()?;
+        if self.log.fits(needed) {
+            Ok(())
+        } else {
+            Err(Errno(libc::ENOSPC))
+        }
+    }
+
+    /// The records of the current generation, re-read from the log (all committed).
+    fn committed_records(&self) -> Vec<Found> {
+        let mut records = Vec::new();
+        let mut pos = super::record::LOG_HEADER_LEN;
+        while pos < super::record::LOG_HEADER_LEN + self.log.used() {
+            let mut raw = [0u8; RECORD_HEADER_LEN as usize];
+            self.log.read(pos, &mut raw);
+            let Some((header, _)) = super::record::RecordHeader::decode(&raw) else {
+                break;
+            };
+            records.push(Found {
+                header,
+                data_pos: pos + RECORD_HEADER_LEN,
+            });
+            pos += header.size();
+        }
+        records
+    }
+
+    pub fn data(&self) -> &S {
+        &self.data
+    }
+
+    pub fn log_medium(&self) -> &M {
+        self.log.medium()
+    }
+}
+
+/// Replays committed records onto the data file, in log order; the last commit's size wins.
+/// Replaying twice gives the same file (recovery may be interrupted and run again).
+fn apply<M: Medium, S: Storage>(
+    data: &mut S,
+    log: &Log<M>,
+    records: &[Found],
+) -> Result<(), Errno> {
+    let mut buf = Vec::new();
+    let mut final_size = None;
+    for r in records {
+        match r.header.kind {
+            Kind::Write => {
+                buf.resize(r.header.len as usize, 0);
+                log.read(r.data_pos, &mut buf);
+                data.write_at(r.header.offset, &buf)?;
+            }
+            Kind::Truncate => data.set_len(r.header.offset)?,
+            Kind::Commit => final_size = Some(r.header.offset),
+        }
+    }
+    if let Some(size) = final_size {
+        data.set_len(size)?;
+    }
+    Ok(())
+}

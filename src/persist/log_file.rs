@@ -1,0 +1,61 @@
+//! A log kept in a memory-mapped file: stores are plain memory writes, durability is msync.
+
+use super::{Mapping, Medium};
+use crate::sys::{self, Errno};
+
+pub struct LogFile {
+    fd: i32,
+    map: Mapping,
+}
+
+impl LogFile {
+    /// Maps `fd` (a log file nvmmio owns), allocating at least `min_len` bytes of it.
+    pub fn open(fd: i32, min_len: u64) -> Result<LogFile, Errno> {
+        let len = sys::file_size(fd)?.max(min_len).next_multiple_of(4096);
+        sys::fallocate(fd, 0, len)?;
+        let map = Mapping::map(fd, len as usize)?;
+        Ok(LogFile { fd, map })
+    }
+}
+
+impl Drop for LogFile {
+    fn drop(&mut self) {
+        let _ = sys::close(self.fd);
+    }
+}
+
+impl Medium for LogFile {
+    fn len(&self) -> u64 {
+        self.map.len() as u64
+    }
+
+    fn grow(&mut self, len: u64) -> Result<(), Errno> {
+        if len <= self.len() {
+            return Ok(());
+        }
+        let len = len.next_multiple_of(4096);
+        // Blocks first: a store into the new range can then never fault for lack of space.
+        sys::fallocate(self.fd, 0, len)?;
+        self.map = Mapping::map(self.fd, len as usize)?;
+        Ok(())
+    }
+
+    fn read(&self, offset: u64, buf: &mut [u8]) {
+        let o = offset as usize;
+        buf.copy_from_slice(&self.map.as_slice()[o..o + buf.len()]);
+    }
+
+    fn write(&mut self, offset: u64, data: &[u8]) {
+        let o = offset as usize;
+        self.map.as_mut_slice()[o..o + data.len()].copy_from_slice(data);
+    }
+
+    fn flush(&mut self, offset: u64, len: u64) -> Result<(), Errno> {
+        self.map.sync_range(offset as usize, len as usize)
+    }
+
+    fn fence(&mut self) -> Result<(), Errno> {
+        // msync(MS_SYNC) is durable when it returns.
+        Ok(())
+    }
+}

@@ -1,0 +1,76 @@
+//! One owner type per memory mapping of a file: the only code that calls mmap, munmap and
+//! msync, and the only code that turns the mapping into byte slices.
+//!
+//! # Safety
+//! A `Mapping` owns `[addr, addr + len)` from a successful `mmap(MAP_SHARED)` until drop, and
+//! hands out slices only within it. The mapped file is nvmmio's own (a log), sized with
+//! `fallocate` before mapping, so no access can fall past its end (SIGBUS).
+#![allow(unsafe_code)]
+
+use crate::sys::{syscall6, Errno};
+
+pub struct Mapping {
+    addr: usize,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain shared memory; `&self` gives read-only slices and `&mut self`
+// exclusive ones, so the usual borrow rules make concurrent use sound.
+unsafe impl Send for Mapping {}
+// SAFETY: as above.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    /// Maps `len` bytes of `fd` from offset 0, shared and writable.
+    pub fn map(fd: i32, len: usize) -> Result<Mapping, Errno> {
+        debug_assert!(len > 0);
+        let prot = (libc::PROT_READ | libc::PROT_WRITE) as usize;
+        let a = [0, len, prot, libc::MAP_SHARED as usize, fd as usize, 0];
+        // SAFETY: a fresh mapping chosen by the kernel (no fixed address): nothing else is
+        // replaced or aliased.
+        let addr = Errno::result(unsafe { syscall6(libc::SYS_mmap as usize, a) })?;
+        Ok(Mapping { addr, len })
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: owned, mapped and readable for `len` bytes (module doc).
+        unsafe { std::slice::from_raw_parts(self.addr as *const u8, self.len) }
+    }
+
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: owned, mapped and writable for `len` bytes; `&mut self` makes it exclusive.
+        unsafe { std::slice::from_raw_parts_mut(self.addr as *mut u8, self.len) }
+    }
+
+    /// Writes back `[offset, offset + len)` synchronously (rounded out to whole pages).
+    pub fn sync_range(&self, offset: usize, len: usize) -> Result<(), Errno> {
+        debug_assert!(offset + len <= self.len);
+        let start = offset & !4095;
+        let end = (offset + len).min(self.len);
+        let a = [
+            self.addr + start,
+            end - start,
+            libc::MS_SYNC as usize,
+            0,
+            0,
+            0,
+        ];
+        // SAFETY: msync of a range inside our own mapping changes no memory.
+        Errno::result(unsafe { syscall6(libc::SYS_msync as usize, a) }).map(drop)
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly what we own; no slice outlives `self`.
+        let _ = unsafe { syscall6(libc::SYS_munmap as usize, [self.addr, self.len, 0, 0, 0, 0]) };
+    }
+}

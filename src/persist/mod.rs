@@ -1,0 +1,85 @@
+//! Persistence: the media nvmmio's logs live on, and the only code that makes stores durable.
+//!
+//! A [`Medium`] is a byte region with explicit durability: `write` stores bytes (visible to
+//! readers at once, durable only later), `flush` starts making a range durable, and `fence`
+//! waits until every flushed range is. The engine states its ordering with these three calls
+//! alone, so the same engine runs on
+//! - [`LogFile`]: a memory-mapped file; `flush` is `msync(MS_SYNC)` (durable on return);
+//! - [`sim::SimMedium`]: memory that remembers what is durable, to build crash images in tests.
+//!
+//! The data file itself is a [`Storage`] (read, write, truncate, sync), reached with system
+//! calls: the kernel's page cache keeps it coherent with the program's own mappings.
+
+mod log_file;
+mod mapping;
+pub mod sim;
+
+pub use log_file::LogFile;
+pub use mapping::Mapping;
+
+use crate::sys::{self, Errno};
+
+/// A region of bytes with explicit durability.
+pub trait Medium {
+    /// Current size of the region.
+    fn len(&self) -> u64;
+    /// Grows the region to at least `len` bytes (new bytes read as zero).
+    fn grow(&mut self, len: u64) -> Result<(), Errno>;
+    fn read(&self, offset: u64, buf: &mut [u8]);
+    /// Stores bytes: readable at once, durable only after `flush` of the range and `fence`.
+    fn write(&mut self, offset: u64, data: &[u8]);
+    /// Starts writing back `[offset, offset + len)`.
+    fn flush(&mut self, offset: u64, len: u64) -> Result<(), Errno>;
+    /// Waits until every flushed range is durable.
+    fn fence(&mut self) -> Result<(), Errno>;
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A data file as the engine uses it.
+pub trait Storage {
+    /// The file's size.
+    fn size(&self) -> Result<u64, Errno>;
+    /// Reads at `offset`; bytes past the end are left untouched; returns how many were read.
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize, Errno>;
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), Errno>;
+    fn set_len(&mut self, len: u64) -> Result<(), Errno>;
+    /// Makes every completed write and size change durable.
+    fn sync(&mut self) -> Result<(), Errno>;
+}
+
+/// A data file reached through its descriptor (the process's own fd, or one nvmmio opened).
+pub struct FdStorage {
+    pub fd: i32,
+}
+
+impl Storage for FdStorage {
+    fn size(&self) -> Result<u64, Errno> {
+        sys::file_size(self.fd)
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize, Errno> {
+        let mut done = 0;
+        while done < buf.len() {
+            match sys::pread(self.fd, &mut buf[done..], offset + done as u64)? {
+                0 => break,
+                n => done += n,
+            }
+        }
+        Ok(done)
+    }
+
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), Errno> {
+        sys::pwrite_all(self.fd, data, offset)
+    }
+
+    fn set_len(&mut self, len: u64) -> Result<(), Errno> {
+        sys::ftruncate(self.fd, len)
+    }
+
+    fn sync(&mut self) -> Result<(), Errno> {
+        sys::fdatasync(self.fd)
+    }
+}

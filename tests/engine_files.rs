@@ -1,0 +1,106 @@
+//! The engine on real files: a memory-mapped log (msync path) and a data file reached through
+//! its descriptor, on tmpfs (/dev/shm) and on the disk file system under /tmp.
+
+mod common;
+
+use std::fs::{self, OpenOptions};
+use std::os::fd::IntoRawFd;
+use std::path::Path;
+
+use nvmmio::engine::{EngineSettings, ManagedFile, Recovered};
+use nvmmio::persist::{FdStorage, LogFile};
+
+type File = ManagedFile<LogFile, FdStorage>;
+
+fn open(dir: &Path) -> (File, Recovered) {
+    let data = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(dir.join("data"))
+        .unwrap();
+    let log = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(dir.join("data.log"))
+        .unwrap();
+    let settings = EngineSettings {
+        log_max: 1 << 20,
+        checkpoint_at: 512 << 10,
+    };
+    let log = LogFile::open(log.into_raw_fd(), 4096).unwrap();
+    File::open(
+        FdStorage {
+            fd: data.into_raw_fd(),
+        },
+        log,
+        settings,
+    )
+    .map_err(|e| e.to_string())
+    .unwrap()
+}
+
+fn read_all(file: &File) -> Vec<u8> {
+    let mut buf = vec![0u8; file.size() as usize];
+    assert_eq!(file.read(0, &mut buf).unwrap(), buf.len());
+    buf
+}
+
+fn exercise(dir: &Path) {
+    fs::write(dir.join("data"), common::pattern(10_000, 1)).unwrap();
+    let mut model = common::pattern(10_000, 1);
+    let (mut file, recovered) = open(dir);
+    assert_eq!(recovered, Recovered::default());
+    // Many writes: the log grows, fills and is checkpointed along the way.
+    for i in 0..400u64 {
+        let data = common::pattern(1000 + (i as usize * 37) % 3000, i);
+        let offset = (i * 7919) % 40_000;
+        file.write(offset, &data).unwrap();
+        let end = offset as usize + data.len();
+        if model.len() < end {
+            model.resize(end, 0);
+        }
+        model[offset as usize..end].copy_from_slice(&data);
+        if i % 10 == 0 {
+            file.sync().unwrap();
+        }
+    }
+    file.truncate(30_000).unwrap();
+    model.truncate(30_000);
+    file.sync().unwrap();
+    assert_eq!(read_all(&file), model);
+
+    // Writes after the last sync are dropped by a crash (here: the file is abandoned without
+    // checkpoint, as a killed process would leave it); synced ones are recovered.
+    file.write(0, b"never synced").unwrap();
+    drop(file);
+    let (file, recovered) = open(dir);
+    assert!(recovered.discarded >= 1, "{recovered:?}");
+    assert_eq!(read_all(&file), model);
+    assert_eq!(
+        fs::read(dir.join("data")).unwrap(),
+        model,
+        "recovery applied the log to the data file"
+    );
+
+    // A checkpoint leaves exactly the contents in the data file and an empty log.
+    let (mut file, _) = open(dir);
+    file.write(5, b"tail").unwrap();
+    model[5..9].copy_from_slice(b"tail");
+    file.checkpoint().unwrap();
+    assert_eq!(file.log_used(), 0);
+    assert_eq!(fs::read(dir.join("data")).unwrap(), model);
+}
+
+#[test]
+fn engine_on_tmpfs() {
+    exercise(common::shm_dir().path());
+}
+
+#[test]
+fn engine_on_disk() {
+    exercise(common::tmp_dir().path());
+}
