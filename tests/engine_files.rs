@@ -49,11 +49,12 @@ fn read_all(file: &File) -> Vec<u8> {
     buf
 }
 
-fn exercise(dir: &Path) {
+fn exercise(dir: &Path, expect_pmem: bool) {
     fs::write(dir.join("data"), common::pattern(10_000, 1)).unwrap();
     let mut model = common::pattern(10_000, 1);
     let (mut file, recovered) = open(dir);
     assert_eq!(recovered, Recovered::default());
+    assert_eq!(file.log_medium().is_pmem(), expect_pmem, "persistence path");
     // Many writes: the log grows, fills and is checkpointed along the way.
     for i in 0..400u64 {
         let data = common::pattern(1000 + (i as usize * 37) % 3000, i);
@@ -97,10 +98,34 @@ fn exercise(dir: &Path) {
 
 #[test]
 fn engine_on_tmpfs() {
-    exercise(common::shm_dir().path());
+    if std::env::var_os("PMEM_IS_PMEM_FORCE").is_none() {
+        exercise(common::shm_dir().path(), false);
+    }
 }
 
 #[test]
 fn engine_on_disk() {
-    exercise(common::tmp_dir().path());
+    if std::env::var_os("PMEM_IS_PMEM_FORCE").is_none() {
+        exercise(common::tmp_dir().path(), false);
+    }
+}
+
+/// libpmem reads PMEM_IS_PMEM_FORCE when it starts, so the pmem path runs in a fresh copy of
+/// this test binary with the variable set.
+#[test]
+fn engine_on_the_pmem_path() {
+    if std::env::var_os("PMEM_IS_PMEM_FORCE").is_some() {
+        return exercise(common::shm_dir().path(), true);
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "engine_on_the_pmem_path", "--nocapture"])
+        .env("PMEM_IS_PMEM_FORCE", "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("1 passed"),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

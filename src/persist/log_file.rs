@@ -1,11 +1,14 @@
-//! A log kept in a memory-mapped file: stores are plain memory writes, durability is msync.
+//! A log kept in a memory-mapped file: libpmem's flush and drain on persistent memory, msync
+//! elsewhere.
 
-use super::{Mapping, Medium};
+use super::{pmem, Mapping, Medium};
 use crate::sys::{self, Errno};
 
 pub struct LogFile {
     fd: i32,
     map: Mapping,
+    /// Stores, flushes and fences go through libpmem.
+    pmem: bool,
 }
 
 impl LogFile {
@@ -14,7 +17,13 @@ impl LogFile {
         let len = sys::file_size(fd)?.max(min_len).next_multiple_of(4096);
         sys::fallocate(fd, 0, len)?;
         let map = Mapping::map(fd, len as usize)?;
-        Ok(LogFile { fd, map })
+        let pmem = map.is_sync() || pmem::is_pmem(map.as_slice());
+        Ok(LogFile { fd, map, pmem })
+    }
+
+    /// Whether the log is on (or forced to be treated as) persistent memory.
+    pub fn is_pmem(&self) -> bool {
+        self.pmem
     }
 }
 
@@ -37,6 +46,7 @@ impl Medium for LogFile {
         // Blocks first: a store into the new range can then never fault for lack of space.
         sys::fallocate(self.fd, 0, len)?;
         self.map = Mapping::map(self.fd, len as usize)?;
+        self.pmem = self.map.is_sync() || pmem::is_pmem(self.map.as_slice());
         Ok(())
     }
 
@@ -47,14 +57,27 @@ impl Medium for LogFile {
 
     fn write(&mut self, offset: u64, data: &[u8]) {
         let o = offset as usize;
-        self.map.as_mut_slice()[o..o + data.len()].copy_from_slice(data);
+        let dst = &mut self.map.as_mut_slice()[o..o + data.len()];
+        if self.pmem {
+            pmem::copy_nodrain(dst, data);
+        } else {
+            dst.copy_from_slice(data);
+        }
     }
 
     fn flush(&mut self, offset: u64, len: u64) -> Result<(), Errno> {
-        self.map.sync_range(offset as usize, len as usize)
+        if self.pmem {
+            pmem::flush(&self.map.as_slice()[offset as usize..(offset + len) as usize]);
+            Ok(())
+        } else {
+            self.map.sync_range(offset as usize, len as usize)
+        }
     }
 
     fn fence(&mut self) -> Result<(), Errno> {
+        if self.pmem {
+            pmem::drain();
+        }
         // msync(MS_SYNC) is durable when it returns.
         Ok(())
     }

@@ -12,6 +12,8 @@ use crate::sys::{syscall6, Errno};
 pub struct Mapping {
     addr: usize,
     len: usize,
+    /// Mapped with MAP_SYNC: the file is on persistent memory (DAX).
+    sync: bool,
 }
 
 // SAFETY: the mapping is plain shared memory; `&self` gives read-only slices and `&mut self`
@@ -21,15 +23,34 @@ unsafe impl Send for Mapping {}
 unsafe impl Sync for Mapping {}
 
 impl Mapping {
-    /// Maps `len` bytes of `fd` from offset 0, shared and writable.
+    /// Maps `len` bytes of `fd` from offset 0, shared and writable; with MAP_SYNC when the
+    /// file system supports it (DAX), so that flushed stores are durable without msync.
     pub fn map(fd: i32, len: usize) -> Result<Mapping, Errno> {
         debug_assert!(len > 0);
         let prot = (libc::PROT_READ | libc::PROT_WRITE) as usize;
-        let a = [0, len, prot, libc::MAP_SHARED as usize, fd as usize, 0];
-        // SAFETY: a fresh mapping chosen by the kernel (no fixed address): nothing else is
-        // replaced or aliased.
-        let addr = Errno::result(unsafe { syscall6(libc::SYS_mmap as usize, a) })?;
-        Ok(Mapping { addr, len })
+        let map = |flags: i32| {
+            let a = [0, len, prot, flags as usize, fd as usize, 0];
+            // SAFETY: a fresh mapping chosen by the kernel (no fixed address): nothing else is
+            // replaced or aliased.
+            Errno::result(unsafe { syscall6(libc::SYS_mmap as usize, a) })
+        };
+        match map(libc::MAP_SHARED_VALIDATE | libc::MAP_SYNC) {
+            Ok(addr) => Ok(Mapping {
+                addr,
+                len,
+                sync: true,
+            }),
+            Err(_) => Ok(Mapping {
+                addr: map(libc::MAP_SHARED)?,
+                len,
+                sync: false,
+            }),
+        }
+    }
+
+    /// Whether the mapping is synchronous (MAP_SYNC on a DAX file).
+    pub fn is_sync(&self) -> bool {
+        self.sync
     }
 
     pub fn len(&self) -> usize {

@@ -4,7 +4,9 @@
 //! readers at once, durable only later), `flush` starts making a range durable, and `fence`
 //! waits until every flushed range is. The engine states its ordering with these three calls
 //! alone, so the same engine runs on
-//! - [`LogFile`]: a memory-mapped file; `flush` is `msync(MS_SYNC)` (durable on return);
+//! - [`LogFile`]: a memory-mapped file. On persistent memory (a DAX file mapped with MAP_SYNC,
+//!   or any file when `PMEM_IS_PMEM_FORCE=1`) stores are libpmem's non-temporal copies, `flush`
+//!   is `pmem_flush` and `fence` is `pmem_drain`; elsewhere `flush` is `msync(MS_SYNC)`;
 //! - [`sim::SimMedium`]: memory that remembers what is durable, to build crash images in tests.
 //!
 //! The data file itself is a [`Storage`] (read, write, truncate, sync), reached with system
@@ -12,6 +14,7 @@
 
 mod log_file;
 mod mapping;
+mod pmem;
 pub mod sim;
 
 pub use log_file::LogFile;
