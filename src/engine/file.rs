@@ -30,6 +30,25 @@ impl Default for EngineSettings {
     }
 }
 
+/// A piece of file contents handed out by [`ManagedFile::read_pieces`].
+pub enum Piece<'a> {
+    Bytes(&'a [u8]),
+    Zeros(usize),
+}
+
+impl Piece<'_> {
+    pub fn len(&self) -> usize {
+        match self {
+            Piece::Bytes(b) => b.len(),
+            Piece::Zeros(n) => *n,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// What recovery did when the file was opened.
 #[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
 pub struct Recovered {
@@ -97,39 +116,96 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
 
     /// Reads at `offset`; returns the byte count (short at end of file).
     pub fn read(&self, offset: u64, buf: &mut [u8]) -> Result<usize, Errno> {
+        let mut at = 0;
+        self.read_pieces(offset, buf.len(), &mut |piece| {
+            let n = piece.len();
+            match piece {
+                Piece::Bytes(b) => buf[at..at + n].copy_from_slice(b),
+                Piece::Zeros(_) => buf[at..at + n].fill(0),
+            }
+            at += n;
+            Ok(())
+        })
+    }
+
+    /// Hands the file's bytes at `offset` (at most `len`, stopping at the end of file) to
+    /// `sink` in order, as slices of the data file or the log, or runs of zeros; returns the
+    /// total. No copy is made here: the sink copies each piece where it belongs.
+    pub fn read_pieces(
+        &self,
+        offset: u64,
+        len: usize,
+        sink: &mut dyn FnMut(Piece) -> Result<(), Errno>,
+    ) -> Result<usize, Errno> {
         if offset >= self.size {
             return Ok(0);
         }
-        let n = (buf.len() as u64).min(self.size - offset) as usize;
-        let buf = &mut buf[..n];
-        let end = offset + n as u64;
-        // Base: the data file, up to what is still valid there; zeros beyond.
-        let base_end = end.min(self.data_valid).max(offset);
-        let base = (base_end - offset) as usize;
-        let got = if base > 0 {
-            self.data.read_at(offset, &mut buf[..base])?
+        let n = (len as u64).min(self.size - offset);
+        let end = offset + n;
+        let mut pos = offset;
+        for (range, log_pos) in self.index.overlay(offset..end) {
+            self.base_pieces(pos..range.start, sink)?;
+            sink(Piece::Bytes(
+                self.log.bytes(log_pos, (range.end - range.start) as usize),
+            ))?;
+            pos = range.end;
+        }
+        self.base_pieces(pos..end, sink)?;
+        Ok(n as usize)
+    }
+
+    /// The data file's bytes for `range`, zeros where it holds nothing current.
+    fn base_pieces(
+        &self,
+        range: std::ops::Range<u64>,
+        sink: &mut dyn FnMut(Piece) -> Result<(), Errno>,
+    ) -> Result<(), Errno> {
+        if range.is_empty() {
+            return Ok(());
+        }
+        let valid_end = range.end.min(self.data_valid).max(range.start);
+        let got = if valid_end > range.start {
+            self.data
+                .with_bytes(range.start, (valid_end - range.start) as usize, &mut |b| {
+                    sink(Piece::Bytes(b))
+                })?
         } else {
             0
-        };
-        buf[got..].fill(0);
-        for (range, pos) in self.index.overlay(offset..end) {
-            let at = (range.start - offset) as usize;
-            self.log
-                .read(pos, &mut buf[at..at + (range.end - range.start) as usize]);
+        } as u64;
+        let zeros = range.end - range.start - got;
+        if zeros > 0 {
+            sink(Piece::Zeros(zeros as usize))?;
         }
-        Ok(n)
+        Ok(())
     }
 
     /// Writes `data` at `offset`, all or nothing (ENOSPC, EFBIG: nothing changed).
     pub fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), Errno> {
-        if data.is_empty() {
+        self.write_with(offset, data.len(), &mut |dst| {
+            dst.copy_from_slice(data);
+            Ok(())
+        })
+    }
+
+    /// Writes `len` bytes at `offset` that `fill` stores straight into the log (from a
+    /// program's buffer, which may fail: then nothing changes and the error is returned).
+    pub fn write_with(
+        &mut self,
+        offset: u64,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]) -> Result<(), Errno>,
+    ) -> Result<(), Errno> {
+        if len == 0 {
             return Ok(());
         }
         let end = offset
-            .checked_add(data.len() as u64)
+            .checked_add(len as u64)
+            .filter(|&e| e <= i64::MAX as u64)
             .ok_or(Errno(libc::EFBIG))?;
-        self.make_room(data.len() as u64)?;
-        let pos = self.log.append(Kind::Write, offset, self.epoch, data)?;
+        self.make_room(len as u64)?;
+        let pos = self
+            .log
+            .append_with(Kind::Write, offset, self.epoch, len, fill)?;
         self.index.insert(offset..end, pos);
         self.size = self.size.max(end);
         Ok(())

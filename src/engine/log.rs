@@ -154,10 +154,26 @@ impl<M: Medium> Log<M> {
         epoch: u32,
         data: &[u8],
     ) -> Result<u64, Errno> {
-        let len = u32::try_from(data.len()).map_err(|_| Errno(libc::EFBIG))?;
+        self.append_with(kind, offset, epoch, data.len(), &mut |dst| {
+            dst.copy_from_slice(data);
+            Ok(())
+        })
+    }
+
+    /// Stores a record of `len` data bytes that `fill` writes in place (it may fail, e.g. on a
+    /// bad buffer: then nothing is stored and its error is returned).
+    pub fn append_with(
+        &mut self,
+        kind: Kind,
+        offset: u64,
+        epoch: u32,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]) -> Result<(), Errno>,
+    ) -> Result<u64, Errno> {
+        let len32 = u32::try_from(len).map_err(|_| Errno(libc::EFBIG))?;
         let header = RecordHeader {
             kind,
-            len,
+            len: len32,
             offset,
             generation: self.generation,
             epoch,
@@ -171,8 +187,10 @@ impl<M: Medium> Log<M> {
             self.medium.grow(want)?;
         }
         let data_pos = self.tail + RECORD_HEADER_LEN;
-        self.medium.write(data_pos, data);
-        self.medium.write(self.tail, &header.encode(data));
+        self.medium.write_with(data_pos, len, fill)?;
+        // The header (with the data's checksum) is stored last: a record is complete or absent.
+        let encoded = header.encode(self.medium.bytes(data_pos, len));
+        self.medium.write(self.tail, &encoded);
         self.tail = end;
         Ok(data_pos)
     }
@@ -207,6 +225,10 @@ impl<M: Medium> Log<M> {
 
     pub fn read(&self, pos: u64, buf: &mut [u8]) {
         self.medium.read(pos, buf);
+    }
+
+    pub fn bytes(&self, pos: u64, len: usize) -> &[u8] {
+        self.medium.bytes(pos, len)
     }
 
     pub fn medium(&self) -> &M {

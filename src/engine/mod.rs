@@ -7,4 +7,4 @@ pub mod file;
 pub mod log;
 pub mod record;
 
-pub use file::{EngineSettings, ManagedFile, Recovered};
+pub use file::{EngineSettings, ManagedFile, Piece, Recovered};

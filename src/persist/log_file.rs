@@ -50,9 +50,18 @@ impl Medium for LogFile {
         Ok(())
     }
 
-    fn read(&self, offset: u64, buf: &mut [u8]) {
-        let o = offset as usize;
-        buf.copy_from_slice(&self.map.as_slice()[o..o + buf.len()]);
+    fn bytes(&self, offset: u64, len: usize) -> &[u8] {
+        &self.map.as_slice()[offset as usize..offset as usize + len]
+    }
+
+    fn write_with(
+        &mut self,
+        offset: u64,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]) -> Result<(), Errno>,
+    ) -> Result<(), Errno> {
+        // Plain stores, also on pmem: the commit's flush and drain make them durable.
+        fill(&mut self.map.as_mut_slice()[offset as usize..offset as usize + len])
     }
 
     fn write(&mut self, offset: u64, data: &[u8]) {

@@ -28,9 +28,22 @@ pub trait Medium {
     fn len(&self) -> u64;
     /// Grows the region to at least `len` bytes (new bytes read as zero).
     fn grow(&mut self, len: u64) -> Result<(), Errno>;
-    fn read(&self, offset: u64, buf: &mut [u8]);
+    /// The bytes at `[offset, offset + len)` (the region is memory: no copy).
+    fn bytes(&self, offset: u64, len: usize) -> &[u8];
     /// Stores bytes: readable at once, durable only after `flush` of the range and `fence`.
     fn write(&mut self, offset: u64, data: &[u8]);
+    /// Lets `fill` store `len` bytes at `offset` in place (e.g. copied from a program's buffer,
+    /// which may fail); same durability rules as `write`.
+    fn write_with(
+        &mut self,
+        offset: u64,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]) -> Result<(), Errno>,
+    ) -> Result<(), Errno>;
+
+    fn read(&self, offset: u64, buf: &mut [u8]) {
+        buf.copy_from_slice(self.bytes(offset, buf.len()));
+    }
     /// Starts writing back `[offset, offset + len)`.
     fn flush(&mut self, offset: u64, len: u64) -> Result<(), Errno>;
     /// Waits until every flushed range is durable.
@@ -46,7 +59,22 @@ pub trait Storage {
     /// The file's size.
     fn size(&self) -> Result<u64, Errno>;
     /// Reads at `offset`; bytes past the end are left untouched; returns how many were read.
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize, Errno>;
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize, Errno> {
+        let mut done = 0;
+        self.with_bytes(offset, buf.len(), &mut |piece| {
+            buf[done..done + piece.len()].copy_from_slice(piece);
+            done += piece.len();
+            Ok(())
+        })
+    }
+    /// Hands the bytes at `[offset, offset + len)` to `sink` in order, in one or more pieces,
+    /// stopping at the end of the file; returns how many were handed over.
+    fn with_bytes(
+        &self,
+        offset: u64,
+        len: usize,
+        sink: &mut dyn FnMut(&[u8]) -> Result<(), Errno>,
+    ) -> Result<usize, Errno>;
     fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), Errno>;
     fn set_len(&mut self, len: u64) -> Result<(), Errno>;
     /// Makes every completed write and size change durable.
@@ -63,13 +91,22 @@ impl Storage for FdStorage {
         sys::file_size(self.fd)
     }
 
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize, Errno> {
+    fn with_bytes(
+        &self,
+        offset: u64,
+        len: usize,
+        sink: &mut dyn FnMut(&[u8]) -> Result<(), Errno>,
+    ) -> Result<usize, Errno> {
+        let mut chunk = vec![0u8; len.min(1 << 20)];
         let mut done = 0;
-        while done < buf.len() {
-            match sys::pread(self.fd, &mut buf[done..], offset + done as u64)? {
-                0 => break,
-                n => done += n,
+        while done < len {
+            let want = (len - done).min(chunk.len());
+            let n = sys::pread(self.fd, &mut chunk[..want], offset + done as u64)?;
+            if n == 0 {
+                break;
             }
+            sink(&chunk[..n])?;
+            done += n;
         }
         Ok(done)
     }

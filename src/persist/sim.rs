@@ -112,9 +112,18 @@ impl Medium for SimMedium {
         Ok(())
     }
 
-    fn read(&self, offset: u64, buf: &mut [u8]) {
-        let o = offset as usize;
-        buf.copy_from_slice(&self.current[o..o + buf.len()]);
+    fn bytes(&self, offset: u64, len: usize) -> &[u8] {
+        &self.current[offset as usize..offset as usize + len]
+    }
+
+    fn write_with(
+        &mut self,
+        offset: u64,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]) -> Result<(), Errno>,
+    ) -> Result<(), Errno> {
+        self.tick();
+        fill(&mut self.current[offset as usize..offset as usize + len])
     }
 
     fn write(&mut self, offset: u64, data: &[u8]) {
@@ -191,10 +200,15 @@ impl Storage for SimStorage {
         Ok(self.current.len() as u64)
     }
 
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize, Errno> {
+    fn with_bytes(
+        &self,
+        offset: u64,
+        len: usize,
+        sink: &mut dyn FnMut(&[u8]) -> Result<(), Errno>,
+    ) -> Result<usize, Errno> {
         let start = (offset as usize).min(self.current.len());
-        let n = buf.len().min(self.current.len() - start);
-        buf[..n].copy_from_slice(&self.current[start..start + n]);
+        let n = len.min(self.current.len() - start);
+        sink(&self.current[start..start + n])?;
         Ok(n)
     }
 
