@@ -1,6 +1,7 @@
 //! The settings of the preloaded library, read once from environment variables at start-up.
 //! The CLI sets the same variables, so `nvmmio trace` and plain `LD_PRELOAD` use behave alike.
 
+use crate::engine::EngineSettings;
 use crate::trace::decode::DecodeOptions;
 use crate::trace::filter::SyscallSet;
 
@@ -22,6 +23,14 @@ pub const ENV_TRACE_SUMMARY_DIR: &str = "NVMMIO_TRACE_SUMMARY_DIR";
 pub const ENV_TRACE_STRSIZE: &str = "NVMMIO_TRACE_STRSIZE";
 /// `0`: leave out the `<seconds>` time of each call.
 pub const ENV_TRACE_TIME: &str = "NVMMIO_TRACE_TIME";
+/// Managed directories, separated by `:`: regular files opened under them are served by the
+/// engine (logs in `DIR/.nvmmio/`).
+pub const ENV_DIRS: &str = "NVMMIO_DIRS";
+/// Largest size one file's log may grow to before it is checkpointed to make room (bytes;
+/// suffixes k, m, g). Default 256m.
+pub const ENV_LOG_MAX: &str = "NVMMIO_LOG_MAX";
+/// Checkpoint after an fsync once a file's log holds this much (bytes; k, m, g). Default 64m.
+pub const ENV_CHECKPOINT_AT: &str = "NVMMIO_CHECKPOINT_AT";
 /// Fault injection for tests: a system call name; nvmmio's dispatch panics on every such call,
 /// which must be reported once and the call passed to the kernel.
 pub const ENV_TEST_PANIC_IN: &str = "NVMMIO_TEST_PANIC_IN";
@@ -38,6 +47,9 @@ pub const VARIABLES: &[(&str, &str)] = &[
     (ENV_TRACE_SUMMARY_DIR, "directory where each process leaves its counts at exit (set by `nvmmio trace -c`)"),
     (ENV_TRACE_STRSIZE, "bytes of each data buffer shown in trace lines (default 32)"),
     (ENV_TRACE_TIME, "0: do not show the time spent in each call"),
+    (ENV_DIRS, "managed directories (colon-separated): their regular files are served in user space"),
+    (ENV_LOG_MAX, "largest log per file before a checkpoint makes room (default 256m)"),
+    (ENV_CHECKPOINT_AT, "checkpoint after fsync once a log holds this much (default 64m)"),
     (ENV_TEST_PANIC_IN, "for tests: make nvmmio panic on this syscall (reported once, call forwarded)"),
     (ENV_LIB, "path of libnvmmio.so for `nvmmio run`/`trace` (default: next to the nvmmio binary)"),
 ];
@@ -71,6 +83,31 @@ pub struct Settings {
     pub trace: TraceSettings,
     /// [`ENV_TEST_PANIC_IN`] resolved to a call number.
     pub test_panic_in: Option<usize>,
+    /// Managed directories (absolute, as given).
+    pub dirs: Vec<String>,
+    pub engine: EngineSettings,
+}
+
+/// Settings read straight from the environment, for the CLI.
+pub struct EnvSettings;
+
+impl EnvSettings {
+    /// The engine settings in the environment, or the defaults.
+    pub fn engine() -> EngineSettings {
+        Settings::from_env().map(|s| s.engine).unwrap_or_default()
+    }
+}
+
+/// `123`, `64k`, `256m`, `1g`.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim().to_ascii_lowercase();
+    let (num, mult) = match t.chars().last()? {
+        'k' => (&t[..t.len() - 1], 1u64 << 10),
+        'm' => (&t[..t.len() - 1], 1 << 20),
+        'g' => (&t[..t.len() - 1], 1 << 30),
+        _ => (&t[..], 1),
+    };
+    num.parse::<u64>().ok()?.checked_mul(mult)
 }
 
 impl Settings {
@@ -115,9 +152,30 @@ impl Settings {
             ),
             None => None,
         };
+        let size_var = |name: &str, default: u64| match nonempty(name) {
+            Some(v) => {
+                parse_size(&v).ok_or_else(|| format!("{name}={v}: expected a size like 64m"))
+            }
+            None => Ok(default),
+        };
+        let defaults = EngineSettings::default();
+        let engine = EngineSettings {
+            log_max: size_var(ENV_LOG_MAX, defaults.log_max)?,
+            checkpoint_at: size_var(ENV_CHECKPOINT_AT, defaults.checkpoint_at)?,
+        };
+        let dirs = nonempty(ENV_DIRS)
+            .map(|v| {
+                v.split(':')
+                    .filter(|d| !d.is_empty())
+                    .map(|d| d.trim_end_matches('/').to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
         Ok(Settings {
             mode,
             test_panic_in,
+            dirs,
+            engine,
             trace: TraceSettings {
                 output: nonempty(ENV_TRACE_OUTPUT),
                 per_process: flag(ENV_TRACE_PER_PROCESS),
@@ -171,6 +229,21 @@ mod tests {
         assert_eq!(s.trace.decode.string_limit, 64);
         assert!(s.trace.filter.contains(libc::SYS_read as usize));
         assert!(!s.trace.filter.contains(libc::SYS_write as usize));
+    }
+
+    #[test]
+    fn engine_settings_parse() {
+        let s = settings(&[
+            (ENV_DIRS, "/dev/shm/a:/tmp/b/"),
+            (ENV_LOG_MAX, "16m"),
+            (ENV_CHECKPOINT_AT, "4096"),
+        ])
+        .unwrap();
+        assert_eq!(s.dirs, vec!["/dev/shm/a".to_string(), "/tmp/b".to_string()]);
+        assert_eq!(s.engine.log_max, 16 << 20);
+        assert_eq!(s.engine.checkpoint_at, 4096);
+        assert!(settings(&[(ENV_LOG_MAX, "lots")]).is_err());
+        assert_eq!(parse_size("2g"), Some(2 << 30));
     }
 
     #[test]

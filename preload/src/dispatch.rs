@@ -1,8 +1,10 @@
-//! What nvmmio does with one system call. Today: forward it, or run it and trace it; the engine
-//! will plug in here. Raw registers are turned into decisions once, in this file.
+//! What nvmmio does with one system call: protect its own descriptors, let the engine serve
+//! calls on managed files, keep process bookkeeping, and trace. Raw registers are turned into
+//! decisions here, once.
 
 use nvmmio_core::sys::{self, syscall6_cancellable, Errno};
 
+use crate::managed::{self, Plan};
 use crate::{fd_table, process, reserved_fd, tracer};
 
 /// The hook's answer for one call.
@@ -21,6 +23,8 @@ pub enum Action {
 pub struct Pending {
     start: u64,
     exec: bool,
+    /// The engine wants to see the result (an open, a dup, a stat...).
+    managed: bool,
 }
 
 /// Calls the dispatcher must see whenever tracing is on, whatever the filter says.
@@ -44,58 +48,70 @@ pub fn dispatch(nr: usize, args: [usize; 6]) -> Action {
             nvmmio_core::trace::names::NAMES[nr]
         );
     }
-    fd_table::before_call(nr, args);
     let tracer = tracer::get();
+    let start = if tracer.is_some() {
+        sys::monotonic_ns()
+    } else {
+        0
+    };
+    let report = |result: isize| {
+        if let Some(t) = tracer {
+            t.completed(nr, args, result, sys::monotonic_ns() - start);
+        }
+        Action::Return(result)
+    };
+    if let Some(result) = reserved_fd::protect(nr, args) {
+        return report(result);
+    }
+    let mut managed_after = false;
+    if managed::active() && !process::is_borrowed() {
+        match managed::before(nr, args) {
+            Plan::Served(result) => return report(result),
+            Plan::KernelThen => managed_after = true,
+            Plan::Kernel => {}
+        }
+    }
+    fd_table::before_call(nr, args);
     match nr as i64 {
         // syscall_intercept cannot give a clone3 child its own stack safely; glibc falls back
         // to clone when clone3 is missing.
-        libc::SYS_clone3 => {
-            let result = Errno(libc::ENOSYS).to_raw();
-            if let Some(t) = tracer {
-                t.completed(nr, args, result, 0);
-            }
-            Action::Return(result)
+        libc::SYS_clone3 => report(Errno(libc::ENOSYS).to_raw()),
+        libc::SYS_clone | libc::SYS_fork | libc::SYS_vfork => {
+            process::fork_or_clone(tracer, nr, args)
         }
-        _ => match tracer {
-            Some(t) => traced(t, nr, args),
-            None => Action::Forward,
-        },
-    }
-}
-
-/// Decides how a traced call runs, and reports calls that do not come back.
-fn traced(t: &tracer::Tracer, nr: usize, args: [usize; 6]) -> Action {
-    match nr as i64 {
-        libc::SYS_clone | libc::SYS_fork | libc::SYS_vfork => process::fork_or_clone(t, nr, args),
-        libc::SYS_execve | libc::SYS_execveat => {
-            t.before_exec(nr, args);
+        libc::SYS_execve | libc::SYS_execveat if tracer.is_some() => {
+            if let Some(t) = tracer {
+                t.before_exec(nr, args);
+            }
             Action::Run(Pending {
-                start: sys::monotonic_ns(),
+                start,
                 exec: true,
+                managed: false,
             })
         }
-        libc::SYS_exit_group | libc::SYS_exit | libc::SYS_rt_sigreturn => {
-            t.no_return(nr, args);
-            if nr as i64 == libc::SYS_exit_group {
-                t.at_exit();
+        libc::SYS_exit_group | libc::SYS_exit | libc::SYS_rt_sigreturn if tracer.is_some() => {
+            if let Some(t) = tracer {
+                t.no_return(nr, args);
+                if nr as i64 == libc::SYS_exit_group {
+                    t.at_exit();
+                }
             }
             Action::Forward
         }
-        _ => match reserved_fd::protect(nr, args) {
-            Some(result) => {
-                t.completed(nr, args, result, 0);
-                Action::Return(result)
-            }
-            None => Action::Run(Pending {
-                start: sys::monotonic_ns(),
-                exec: false,
-            }),
-        },
+        _ if tracer.is_some() || managed_after => Action::Run(Pending {
+            start,
+            exec: false,
+            managed: managed_after,
+        }),
+        _ => Action::Forward,
     }
 }
 
 /// Reports a call that [`Action::Run`] issued.
 pub fn finish(nr: usize, args: [usize; 6], result: isize, pending: Pending) {
+    if pending.managed {
+        managed::after(nr, args, result);
+    }
     let Some(t) = tracer::get() else { return };
     if pending.exec {
         // Only a failed exec comes back.

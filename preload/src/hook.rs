@@ -41,6 +41,11 @@ pub fn init_filter(settings: &Settings) {
     for nr in fd_table::INVALIDATING {
         early_insert(nr);
     }
+    if crate::managed::active() {
+        for &nr in crate::managed::WATCHED {
+            early_insert(nr);
+        }
+    }
     if let Some(nr) = settings.test_panic_in {
         early_insert(nr as i64);
     }

@@ -3,7 +3,9 @@
 //!
 //! - [`ffi`]: the only unsafe code: syscall_intercept's hook points and the constructor;
 //! - [`hook`]: the entry for every system call: early filter, reentrancy guard, panic fence;
-//! - [`dispatch`]: what nvmmio does with a call (today: forward or trace it);
+//! - [`dispatch`]: what nvmmio does with a call: forward, serve (managed files) or trace it;
+//! - [`managed`]: files in managed directories, served by the engine;
+//! - [`usercopy`]: copies to and from program buffers that turn bad pointers into EFAULT;
 //! - [`fd_table`]: what is known about each descriptor number;
 //! - [`process`]: fork, vfork, clone and exec bookkeeping;
 //! - [`symbols`]: the hottest data calls exported as libc symbols, skipping the trampoline;
@@ -16,10 +18,12 @@ mod fd_table;
 mod ffi;
 mod guard;
 mod hook;
+mod managed;
 mod process;
 mod reserved_fd;
 mod symbols;
 mod tracer;
+mod usercopy;
 
 use std::sync::OnceLock;
 
@@ -46,6 +50,7 @@ fn init() {
     hook::install_panic_reporter();
     let settings = SETTINGS.get_or_init(|| settings);
     tracer::init(settings);
+    managed::init(settings);
     hook::init_filter(settings);
     symbols::resolve_originals();
     ffi::install_hooks();

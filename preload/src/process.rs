@@ -1,18 +1,21 @@
-//! Process and thread life cycle: cached ids, fork children, vfork children that share our
-//! memory, and clones that syscall_intercept runs on a new stack (their result arrives later,
-//! in `clone_parent`).
+//! Process and thread life cycle: cached ids, fork children, vfork and posix_spawn children
+//! that borrow our memory, and clones that syscall_intercept runs on a new stack (their result
+//! arrives later, in `clone_parent`).
 
 use std::cell::Cell;
 
 use nvmmio_core::sys;
 
 use crate::dispatch::{run, Action};
+use crate::managed;
 use crate::tracer::{self, Tracer};
 
 #[derive(Clone, Copy)]
 struct PendingClone {
     args: [usize; 6],
     start: u64,
+    /// The tracer wants the result.
+    report: bool,
 }
 
 /// A vfork handed to syscall_intercept (which always runs vfork itself). The child borrows this
@@ -31,36 +34,51 @@ thread_local! {
     /// A clone handed to syscall_intercept, waiting for its result.
     static PENDING: Cell<Option<PendingClone>> = const { Cell::new(None) };
     static VFORK: Cell<Option<PendingVfork>> = const { Cell::new(None) };
+    /// Set while posix_spawn's child runs on our thread-locals.
+    static BORROWED: Cell<bool> = const { Cell::new(false) };
 }
 
-/// The calling thread's process and thread ids, cached per thread. After a vfork the ids are
-/// looked up on every call until the parent is seen running again, and the parent then reports
-/// the vfork's result.
+/// Whether this code runs in a child that borrows the parent's memory (vfork, posix_spawn)
+/// until it execs or exits: it must not touch the parent's engine state. When the parent is
+/// seen running again, a pending vfork is reported.
+pub fn is_borrowed() -> bool {
+    if BORROWED.with(Cell::get) {
+        return true;
+    }
+    let Some(mut v) = VFORK.with(Cell::get) else {
+        return false;
+    };
+    let pid = sys::getpid();
+    if pid != v.parent_pid {
+        if v.child_pid == 0 {
+            v.child_pid = pid;
+            VFORK.with(|c| c.set(Some(v)));
+        }
+        return true;
+    }
+    VFORK.with(|c| c.set(None));
+    forget_ids();
+    if let Some(t) = tracer::get() {
+        let result = if v.child_pid > 0 {
+            v.child_pid as isize
+        } else {
+            -(libc::EAGAIN as isize)
+        };
+        t.completed(
+            libc::SYS_vfork as usize,
+            [0; 6],
+            result,
+            sys::monotonic_ns() - v.start,
+        );
+    }
+    false
+}
+
+/// The calling thread's process and thread ids, cached per thread (looked up afresh while a
+/// vfork child may be running on our thread-locals).
 pub fn ids() -> (i32, i32) {
-    if let Some(mut v) = VFORK.with(Cell::get) {
-        let pid = sys::getpid();
-        if pid != v.parent_pid {
-            if v.child_pid == 0 {
-                v.child_pid = pid;
-                VFORK.with(|c| c.set(Some(v)));
-            }
-            return (pid, sys::gettid());
-        }
-        VFORK.with(|c| c.set(None));
-        forget_ids();
-        if let Some(t) = tracer::get() {
-            let result = if v.child_pid > 0 {
-                v.child_pid as isize
-            } else {
-                -(libc::EAGAIN as isize)
-            };
-            t.completed(
-                libc::SYS_vfork as usize,
-                [0; 6],
-                result,
-                sys::monotonic_ns() - v.start,
-            );
-        }
+    if is_borrowed() {
+        return (sys::getpid(), sys::gettid());
     }
     IDS.with(|ids| {
         let (pid, tid) = ids.get();
@@ -77,10 +95,10 @@ fn forget_ids() {
     IDS.with(|ids| ids.set((0, 0)));
 }
 
-/// clone, fork and vfork while tracing.
-pub fn fork_or_clone(t: &Tracer, nr: usize, args: [usize; 6]) -> Action {
+/// clone, fork and vfork (while tracing or managing files).
+pub fn fork_or_clone(t: Option<&Tracer>, nr: usize, args: [usize; 6]) -> Action {
     if nr as i64 == libc::SYS_vfork {
-        ids();
+        is_borrowed();
         let parent_pid = sys::getpid();
         VFORK.with(|c| {
             c.set(Some(PendingVfork {
@@ -100,14 +118,14 @@ pub fn fork_or_clone(t: &Tracer, nr: usize, args: [usize; 6]) -> Action {
     if new_stack || flags & libc::CLONE_VM as u64 != 0 {
         // A thread or a child sharing our memory: only syscall_intercept's wrapper can start it
         // on its own stack. The result comes back in `clone_parent`.
-        if t.wants(nr) {
-            PENDING.with(|p| {
-                p.set(Some(PendingClone {
-                    args,
-                    start: sys::monotonic_ns(),
-                }))
-            });
-        }
+        let report = t.is_some_and(|t| t.wants(nr));
+        PENDING.with(|p| {
+            p.set(Some(PendingClone {
+                args,
+                start: sys::monotonic_ns(),
+                report,
+            }))
+        });
         return Action::Forward;
     }
     // A plain fork: it returns twice, here.
@@ -116,42 +134,53 @@ pub fn fork_or_clone(t: &Tracer, nr: usize, args: [usize; 6]) -> Action {
     let nanos = sys::monotonic_ns() - start;
     if result == 0 {
         after_fork_in_child(t);
-    } else {
+    } else if let Some(t) = t {
         t.completed(nr, args, result, nanos);
     }
     Action::Return(result)
 }
 
-fn after_fork_in_child(t: &Tracer) {
+fn after_fork_in_child(t: Option<&Tracer>) {
     forget_ids();
-    t.after_fork();
+    if let Some(t) = t {
+        t.after_fork();
+    }
+    if managed::active() {
+        managed::after_fork_child();
+    }
 }
 
 /// In the child of a clone started on a new stack.
 pub fn clone_child() {
     // Read, not take: posix_spawn's child shares our thread-locals, and the parent still needs
-    // the pending call to report it.
-    let pending = PENDING.with(Cell::get);
+    // the pending call to report it. A thread has fresh thread-locals (nothing pending).
+    let Some(p) = PENDING.with(Cell::get) else {
+        forget_ids();
+        return;
+    };
     forget_ids();
-    // A thread has fresh thread-locals (nothing pending); a child sharing our thread-locals but
-    // not our memory is a fork, and keeps its own counts.
-    if let (Some(p), Some(t)) = (pending, tracer::get()) {
-        if p.args[0] as u64 & libc::CLONE_VM as u64 == 0 {
-            after_fork_in_child(t);
-        }
+    let flags = p.args[0] as u64;
+    if flags & libc::CLONE_VM as u64 != 0 && flags & libc::CLONE_THREAD as u64 == 0 {
+        BORROWED.with(|b| b.set(true));
+    } else if flags & libc::CLONE_VM as u64 == 0 {
+        // A fork on a new stack: its own memory.
+        after_fork_in_child(tracer::get());
     }
 }
 
 /// In the parent of a clone started on a new stack.
 pub fn clone_parent(result: isize) {
     // posix_spawn's child ran on our thread-locals until it exec'd: refresh them.
+    BORROWED.with(|b| b.set(false));
     forget_ids();
     if let (Some(p), Some(t)) = (PENDING.with(Cell::take), tracer::get()) {
-        t.completed(
-            libc::SYS_clone as usize,
-            p.args,
-            result,
-            sys::monotonic_ns() - p.start,
-        );
+        if p.report {
+            t.completed(
+                libc::SYS_clone as usize,
+                p.args,
+                result,
+                sys::monotonic_ns() - p.start,
+            );
+        }
     }
 }

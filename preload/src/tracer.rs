@@ -97,7 +97,7 @@ impl Tracer {
             }
             None => sys::dup_cloexec_at_least(2, 3)?,
         };
-        reserved_fd::replace_with(fd)?;
+        reserved_fd::replace_trace_output(fd)?;
         OUTPUT_PID.store(sys::getpid(), Relaxed);
         Ok(())
     }
@@ -193,7 +193,7 @@ impl Tracer {
         if self.settings.summary_dir.is_some() {
             self.dump_counters();
         } else {
-            let mut w = sys::FdWriter::new(reserved_fd::get());
+            let mut w = sys::FdWriter::new(reserved_fd::trace_fd());
             let _ = COUNTERS.write_table(&mut w);
             let _ = w.flush();
         }
@@ -212,7 +212,7 @@ impl Tracer {
         }
         let _ = write!(line, "{pid}/{tid} ");
         body(&mut line, &self.settings.decode);
-        let _ = sys::write_all(reserved_fd::get(), line.finish());
+        let _ = sys::write_all(reserved_fd::trace_fd(), line.finish());
     }
 
     /// Writes `DIR/PID-TIME-N`: one `name calls errors nanos` line per call. The time keeps the

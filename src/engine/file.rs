@@ -105,6 +105,32 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         Ok((file, recovered))
     }
 
+    /// Opens a file whose old log (if any) is to be ignored: a truncating open supersedes it.
+    pub fn create(data: S, medium: M, settings: EngineSettings) -> Result<Self, Errno> {
+        let log = Log::create(medium, settings.log_max)?;
+        let size = data.size()?;
+        Ok(ManagedFile {
+            data,
+            log,
+            index: ExtentMap::default(),
+            size,
+            data_valid: size,
+            epoch: 0,
+            commits: 0,
+            settings,
+        })
+    }
+
+    /// After the kernel changed the (checkpointed) data file on the program's behalf: take its
+    /// size as ours. Checkpoints first if anything is logged.
+    pub fn reload(&mut self) -> Result<(), Errno> {
+        self.checkpoint()?;
+        let size = self.data.refresh()?;
+        self.size = size;
+        self.data_valid = size;
+        Ok(())
+    }
+
     pub fn size(&self) -> u64 {
         self.size
     }
@@ -303,27 +329,63 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
 }
 
 /// Replays committed records onto the data file, in log order; the last commit's size wins.
-/// Replaying twice gives the same file (recovery may be interrupted and run again).
+/// Replaying twice gives the same file (recovery may be interrupted and run again). The file is
+/// extended once to the furthest write ahead instead of once per record.
 fn apply<M: Medium, S: Storage>(
     data: &mut S,
     log: &Log<M>,
     records: &[Found],
 ) -> Result<(), Errno> {
-    let mut buf = Vec::new();
+    let furthest = |rs: &[Found]| {
+        rs.iter()
+            .filter(|r| r.header.kind == Kind::Write)
+            .map(|r| r.header.offset + r.header.len as u64)
+            .max()
+            .unwrap_or(0)
+    };
+    // Blocks first, for every range about to be written (merged), so no store can fail later.
+    let mut ranges: Vec<(u64, u64)> = records
+        .iter()
+        .filter(|r| r.header.kind == Kind::Write && r.header.len > 0)
+        .map(|r| (r.header.offset, r.header.offset + r.header.len as u64))
+        .collect();
+    ranges.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::new();
+    for (start, end) in ranges {
+        match merged.last_mut() {
+            Some(last) if start <= last.1 => last.1 = last.1.max(end),
+            _ => merged.push((start, end)),
+        }
+    }
+    for (start, end) in merged {
+        data.reserve(start, end - start)?;
+    }
+    let mut len = data.size()?;
     let mut final_size = None;
-    for r in records {
+    for (i, r) in records.iter().enumerate() {
         match r.header.kind {
             Kind::Write => {
-                buf.resize(r.header.len as usize, 0);
-                log.read(r.data_pos, &mut buf);
-                data.write_at(r.header.offset, &buf)?;
+                let end = r.header.offset + r.header.len as u64;
+                if end > len {
+                    len = furthest(&records[i..]);
+                    data.set_len(len)?;
+                }
+                data.write_at(
+                    r.header.offset,
+                    log.bytes(r.data_pos, r.header.len as usize),
+                )?;
             }
-            Kind::Truncate => data.set_len(r.header.offset)?,
+            Kind::Truncate => {
+                len = r.header.offset;
+                data.set_len(len)?;
+            }
             Kind::Commit => final_size = Some(r.header.offset),
         }
     }
     if let Some(size) = final_size {
-        data.set_len(size)?;
+        if size != len {
+            data.set_len(size)?;
+        }
     }
     Ok(())
 }

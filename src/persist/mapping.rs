@@ -48,6 +48,27 @@ impl Mapping {
         }
     }
 
+    /// Maps `len` bytes of `fd` from offset 0, shared and read-only. Only the part within the
+    /// file's current size may be touched (the caller tracks it).
+    pub fn map_readonly(fd: i32, len: usize) -> Result<Mapping, Errno> {
+        debug_assert!(len > 0);
+        let a = [
+            0,
+            len,
+            libc::PROT_READ as usize,
+            libc::MAP_SHARED as usize,
+            fd as usize,
+            0,
+        ];
+        // SAFETY: a fresh mapping chosen by the kernel: nothing else is replaced or aliased.
+        let addr = Errno::result(unsafe { syscall6(libc::SYS_mmap as usize, a) })?;
+        Ok(Mapping {
+            addr,
+            len,
+            sync: false,
+        })
+    }
+
     /// Whether the mapping is synchronous (MAP_SYNC on a DAX file).
     pub fn is_sync(&self) -> bool {
         self.sync
@@ -66,6 +87,7 @@ impl Mapping {
         unsafe { std::slice::from_raw_parts(self.addr as *const u8, self.len) }
     }
 
+    /// Writable view; only for mappings made with [`Mapping::map`].
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         // SAFETY: owned, mapped and writable for `len` bytes; `&mut self` makes it exclusive.
         unsafe { std::slice::from_raw_parts_mut(self.addr as *mut u8, self.len) }

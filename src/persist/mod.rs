@@ -13,11 +13,13 @@
 //! calls: the kernel's page cache keeps it coherent with the program's own mappings.
 
 mod log_file;
+mod mapped_storage;
 mod mapping;
 mod pmem;
 pub mod sim;
 
 pub use log_file::LogFile;
+pub use mapped_storage::MappedStorage;
 pub use mapping::Mapping;
 
 use crate::sys::{self, Errno};
@@ -79,6 +81,16 @@ pub trait Storage {
     fn set_len(&mut self, len: u64) -> Result<(), Errno>;
     /// Makes every completed write and size change durable.
     fn sync(&mut self) -> Result<(), Errno>;
+    /// Allocates blocks for `[offset, offset + len)` (extending the file if needed), so that
+    /// writing there later cannot fail for lack of space (ENOSPC now instead).
+    fn reserve(&mut self, offset: u64, len: u64) -> Result<(), Errno> {
+        let _ = (offset, len);
+        Ok(())
+    }
+    /// Rereads the size after someone else (the kernel, on the program's behalf) changed it.
+    fn refresh(&mut self) -> Result<u64, Errno> {
+        self.size()
+    }
 }
 
 /// A data file reached through its descriptor (the process's own fd, or one nvmmio opened).

@@ -116,19 +116,7 @@ pub fn is_open(fd: i32) -> bool {
 
 /// The file type bits (`S_IFMT`) of an open descriptor.
 pub fn file_type(fd: i32) -> Result<u32, Errno> {
-    let mut st = std::mem::MaybeUninit::<libc::stat>::zeroed();
-    let a = [
-        fd as usize,
-        c"".as_ptr() as usize,
-        st.as_mut_ptr() as usize,
-        libc::AT_EMPTY_PATH as usize,
-        0,
-        0,
-    ];
-    plain(libc::SYS_newfstatat, a)?;
-    // SAFETY: zero-initialised, and filled by the kernel on success.
-    let st = unsafe { st.assume_init() };
-    Ok(st.st_mode & libc::S_IFMT)
+    Ok(fstat(fd)?.st_mode & libc::S_IFMT)
 }
 
 /// Copies `dst.len()` bytes of this process's memory at `addr` without faulting: the kernel
@@ -269,19 +257,7 @@ pub fn fallocate(fd: i32, offset: u64, len: u64) -> Result<(), Errno> {
 
 /// The size in bytes of an open file.
 pub fn file_size(fd: i32) -> Result<u64, Errno> {
-    let mut st = std::mem::MaybeUninit::<libc::stat>::zeroed();
-    let a = [
-        fd as usize,
-        c"".as_ptr() as usize,
-        st.as_mut_ptr() as usize,
-        libc::AT_EMPTY_PATH as usize,
-        0,
-        0,
-    ];
-    plain(libc::SYS_newfstatat, a)?;
-    // SAFETY: zero-initialised, and filled by the kernel on success.
-    let st = unsafe { st.assume_init() };
-    Ok(st.st_size as u64)
+    Ok(fstat(fd)?.st_size as u64)
 }
 
 /// `openat(dirfd, path, flags, mode)`.
@@ -295,4 +271,77 @@ pub fn openat(dirfd: i32, path: &std::ffi::CStr, flags: i32, mode: u32) -> Resul
         0,
     ];
     plain(libc::SYS_openat, a).map(|fd| fd as i32)
+}
+
+/// `fstat` (as glibc does it: `newfstatat(fd, "", AT_EMPTY_PATH)`).
+pub fn fstat(fd: i32) -> Result<libc::stat, Errno> {
+    stat_at(fd, c"", libc::AT_EMPTY_PATH)
+}
+
+/// `stat` of a path (following symbolic links).
+pub fn stat(path: &std::ffi::CStr) -> Result<libc::stat, Errno> {
+    stat_at(libc::AT_FDCWD, path, 0)
+}
+
+fn stat_at(dirfd: i32, path: &std::ffi::CStr, flags: i32) -> Result<libc::stat, Errno> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::zeroed();
+    let a = [
+        dirfd as usize,
+        path.as_ptr() as usize,
+        st.as_mut_ptr() as usize,
+        flags as usize,
+        0,
+        0,
+    ];
+    plain(libc::SYS_newfstatat, a)?;
+    // SAFETY: zero-initialised, and filled by the kernel on success.
+    Ok(unsafe { st.assume_init() })
+}
+
+/// `readlink` into `buf`; returns the length (not NUL-terminated).
+pub fn readlink(path: &std::ffi::CStr, buf: &mut [u8]) -> Result<usize, Errno> {
+    let a = [
+        libc::AT_FDCWD as usize,
+        path.as_ptr() as usize,
+        buf.as_mut_ptr() as usize,
+        buf.len(),
+        0,
+        0,
+    ];
+    plain(libc::SYS_readlinkat, a)
+}
+
+pub fn mkdir(path: &std::ffi::CStr, mode: u32) -> Result<(), Errno> {
+    plain(
+        libc::SYS_mkdirat,
+        [
+            libc::AT_FDCWD as usize,
+            path.as_ptr() as usize,
+            mode as usize,
+            0,
+            0,
+            0,
+        ],
+    )
+    .map(drop)
+}
+
+pub fn unlink(path: &std::ffi::CStr) -> Result<(), Errno> {
+    plain(
+        libc::SYS_unlinkat,
+        [libc::AT_FDCWD as usize, path.as_ptr() as usize, 0, 0, 0, 0],
+    )
+    .map(drop)
+}
+
+pub fn flock(fd: i32, op: i32) -> Result<(), Errno> {
+    plain(libc::SYS_flock, [fd as usize, op as usize, 0, 0, 0, 0]).map(drop)
+}
+
+pub fn lseek(fd: i32, offset: i64, whence: i32) -> Result<u64, Errno> {
+    plain(
+        libc::SYS_lseek,
+        [fd as usize, offset as usize, whence as usize, 0, 0, 0],
+    )
+    .map(|o| o as u64)
 }

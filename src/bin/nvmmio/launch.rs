@@ -12,6 +12,9 @@ pub struct LaunchArgs {
     /// The library to preload (default: $NVMMIO_LIB, else libnvmmio.so next to this binary)
     #[arg(long, value_name = "PATH")]
     pub lib: Option<PathBuf>,
+    /// Manage DIR: regular files opened under it are served by nvmmio (repeatable)
+    #[arg(long = "dir", value_name = "DIR")]
+    pub dirs: Vec<PathBuf>,
     /// The command and its arguments
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -50,6 +53,16 @@ pub fn run(args: &LaunchArgs, env: &[(&str, String)]) -> Result<ExitCode, String
     cmd.args(rest).env("LD_PRELOAD", preload);
     for (name, value) in env {
         cmd.env(name, value);
+    }
+    if !args.dirs.is_empty() {
+        let mut dirs = Vec::new();
+        for d in &args.dirs {
+            let real = d
+                .canonicalize()
+                .map_err(|e| format!("--dir {}: {e}", d.display()))?;
+            dirs.push(real.display().to_string());
+        }
+        cmd.env(nvmmio::config::ENV_DIRS, dirs.join(":"));
     }
     let mut child = cmd.spawn().map_err(|e| format!("{program}: {e}"))?;
     let status = child

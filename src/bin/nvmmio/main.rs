@@ -1,6 +1,7 @@
 //! `nvmmio`: run programs under libnvmmio.so and read what it reports.
 
 mod launch;
+mod recover;
 mod trace_cmd;
 
 use std::process::ExitCode;
@@ -21,13 +22,19 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a command with libnvmmio.so preloaded (forward mode: every call reaches the kernel)
+    /// Run a command with libnvmmio.so preloaded; with --dir, files under DIR are served in user
+    /// space (memory-mapped, per-file redo logs, failure-atomic fsync); other calls reach the kernel
     Run {
         #[command(flatten)]
         launch: launch::LaunchArgs,
     },
     /// Run a command and log its system calls, strace-style (children and threads included)
     Trace(trace_cmd::TraceArgs),
+    /// Apply what crashed processes left in a managed directory's logs (as the next open would)
+    Recover {
+        /// The managed directory
+        dir: std::path::PathBuf,
+    },
 }
 
 fn variables_help() -> String {
@@ -37,7 +44,7 @@ fn variables_help() -> String {
     for (name, what) in nvmmio::config::VARIABLES {
         s.push_str(&format!("  {name:<26} {what}\n"));
     }
-    s.push_str("\nExamples:\n  nvmmio trace -c -- sqlite3 db.sqlite 'select 1'\n  nvmmio trace -ff -o /tmp/tr -e file,data -- make\n  LD_PRELOAD=target/release/libnvmmio.so NVMMIO_MODE=trace ls");
+    s.push_str("\nExamples:\n  nvmmio run --dir /dev/shm/db -- sqlite3 /dev/shm/db/x.sqlite 'select 1'\n  nvmmio recover /dev/shm/db\n  nvmmio trace -c -- sqlite3 db.sqlite 'select 1'\n  nvmmio trace -ff -o /tmp/tr -e file,data -- make\n  LD_PRELOAD=target/release/libnvmmio.so NVMMIO_MODE=trace ls");
     s
 }
 
@@ -46,6 +53,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run { launch } => launch::run(&launch, &[]),
         Command::Trace(args) => trace_cmd::run(&args),
+        Command::Recover { dir } => recover::run(&dir),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,381 @@
+//! The data calls the engine serves for a managed descriptor, with the kernel's argument checks
+//! and error numbers, and the stat results it corrects.
+
+use std::sync::Arc;
+
+use nvmmio_core::engine::Piece;
+use nvmmio_core::sys::{self, Errno};
+
+use super::table::{self, Engine, OpenFile, State};
+use crate::usercopy;
+
+/// The kernel's largest single transfer (MAX_RW_COUNT).
+const MAX_RW: usize = 0x7fff_f000;
+const IOV_MAX: usize = 1024;
+
+fn err(e: i32) -> isize {
+    Errno(e).to_raw()
+}
+
+fn result(r: Result<usize, Errno>) -> isize {
+    match r {
+        Ok(n) => n as isize,
+        Err(e) => e.to_raw(),
+    }
+}
+
+/// One program buffer of an I/O call.
+#[derive(Clone, Copy)]
+struct Buf {
+    addr: usize,
+    len: usize,
+}
+
+/// The buffers of a call: one, or an iovec array (copied in, checked like the kernel does).
+fn buffers(single: Option<(usize, usize)>, iov: Option<(usize, usize)>) -> Result<Vec<Buf>, Errno> {
+    if let Some((addr, len)) = single {
+        return Ok(vec![Buf {
+            addr,
+            len: len.min(MAX_RW),
+        }]);
+    }
+    let (addr, count) = iov.unwrap_or((0, 0));
+    if count > IOV_MAX {
+        return Err(Errno(libc::EINVAL));
+    }
+    let mut raw = vec![0u8; count * 16];
+    usercopy::copy_from_user(&mut raw, addr)?;
+    let mut total = 0usize;
+    let mut bufs = Vec::with_capacity(count);
+    for c in raw.chunks_exact(16) {
+        let base = usize::from_ne_bytes(c[..8].try_into().unwrap());
+        let len = usize::from_ne_bytes(c[8..].try_into().unwrap());
+        if len > isize::MAX as usize {
+            return Err(Errno(libc::EINVAL));
+        }
+        // The kernel caps the total at MAX_RW_COUNT, shortening the last buffers.
+        let len = len.min(MAX_RW - total);
+        total += len;
+        bufs.push(Buf { addr: base, len });
+    }
+    Ok(bufs)
+}
+
+/// Reads from the engine into the program's buffers. A bad buffer gives EFAULT if nothing was
+/// read, else the count so far (as the kernel).
+fn read_into(engine: &Engine, offset: u64, bufs: &[Buf]) -> Result<usize, Errno> {
+    let total: usize = bufs.iter().map(|b| b.len).sum();
+    let (mut buf_i, mut in_buf, mut done) = (0usize, 0usize, 0usize);
+    let copied = engine.read_pieces(offset, total, &mut |piece| {
+        let mut left = piece.len();
+        let mut from = 0;
+        while left > 0 {
+            while bufs[buf_i].len == in_buf {
+                buf_i += 1;
+                in_buf = 0;
+            }
+            let b = bufs[buf_i];
+            let n = left.min(b.len - in_buf);
+            let dst = b.addr + in_buf;
+            match &piece {
+                Piece::Bytes(bytes) => usercopy::copy_to_user(dst, &bytes[from..from + n])?,
+                Piece::Zeros(_) => usercopy::zero_user(dst, n)?,
+            }
+            in_buf += n;
+            from += n;
+            left -= n;
+            done += n;
+        }
+        Ok(())
+    });
+    match copied {
+        Ok(n) => Ok(n),
+        Err(e) if done == 0 => Err(e),
+        Err(_) => Ok(done),
+    }
+}
+
+/// Writes the program's buffers at `offset` as one record: all or nothing.
+fn write_from(engine: &mut Engine, offset: u64, bufs: &[Buf]) -> Result<usize, Errno> {
+    let total: usize = bufs.iter().map(|b| b.len).sum();
+    engine.write_with(offset, total, &mut |dst| {
+        let mut at = 0;
+        for b in bufs {
+            usercopy::copy_from_user(&mut dst[at..at + b.len], b.addr)?;
+            at += b.len;
+        }
+        Ok(())
+    })?;
+    Ok(total)
+}
+
+/// Serves a data call on a managed descriptor; `None` when the kernel should run it (the file
+/// was handed to the kernel, or the call is not a data call).
+pub fn serve(nr: usize, args: [usize; 6], file: &Arc<OpenFile>) -> Option<isize> {
+    let mut state = file.inode.lock();
+    let State::Engine(engine) = &mut *state else {
+        return None;
+    };
+    let a = args;
+    let (single, vector) = (Some((a[1], a[2])), Some((a[1], a[2])));
+    Some(match nr as i64 {
+        libc::SYS_read => read_at_pos(engine, file, buffers(single, None), None),
+        libc::SYS_readv => read_at_pos(engine, file, buffers(None, vector), None),
+        libc::SYS_pread64 => read_at_pos(engine, file, buffers(single, None), Some(a[3] as i64)),
+        libc::SYS_preadv => read_at_pos(engine, file, buffers(None, vector), Some(a[3] as i64)),
+        libc::SYS_preadv2 => {
+            if a[5] as i32
+                & !(libc::RWF_HIPRI | libc::RWF_NOWAIT | libc::RWF_DSYNC | libc::RWF_SYNC)
+                != 0
+            {
+                return Some(err(libc::EOPNOTSUPP));
+            }
+            let at = if a[3] as i64 == -1 {
+                None
+            } else {
+                Some(a[3] as i64)
+            };
+            read_at_pos(engine, file, buffers(None, vector), at)
+        }
+        libc::SYS_write => write_at_pos(engine, file, buffers(single, None), None, false),
+        libc::SYS_writev => write_at_pos(engine, file, buffers(None, vector), None, false),
+        libc::SYS_pwrite64 => write_at_pos(
+            engine,
+            file,
+            buffers(single, None),
+            Some(a[3] as i64),
+            false,
+        ),
+        libc::SYS_pwritev => write_at_pos(
+            engine,
+            file,
+            buffers(None, vector),
+            Some(a[3] as i64),
+            false,
+        ),
+        libc::SYS_pwritev2 => {
+            let flags = a[5] as i32;
+            let known = libc::RWF_HIPRI
+                | libc::RWF_NOWAIT
+                | libc::RWF_DSYNC
+                | libc::RWF_SYNC
+                | libc::RWF_APPEND;
+            if flags & !known != 0 {
+                return Some(err(libc::EOPNOTSUPP));
+            }
+            let at = if a[3] as i64 == -1 {
+                None
+            } else {
+                Some(a[3] as i64)
+            };
+            let append = flags & libc::RWF_APPEND != 0;
+            let r = write_at_pos(engine, file, buffers(None, vector), at, append);
+            if r >= 0 && flags & (libc::RWF_DSYNC | libc::RWF_SYNC) != 0 {
+                if let Err(e) = engine.sync() {
+                    return Some(e.to_raw());
+                }
+            }
+            r
+        }
+        libc::SYS_lseek => seek(engine, file, a[1] as i64, a[2] as i32),
+        libc::SYS_fsync | libc::SYS_fdatasync => match engine.sync() {
+            Ok(()) => 0,
+            Err(e) => e.to_raw(),
+        },
+        libc::SYS_sync_file_range => {
+            let valid = libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                | libc::SYNC_FILE_RANGE_WRITE
+                | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+            if a[3] as u32 & !valid != 0 || (a[1] as i64) < 0 || (a[2] as i64) < 0 {
+                err(libc::EINVAL)
+            } else {
+                0
+            }
+        }
+        libc::SYS_ftruncate => {
+            if !file.writable() || (a[1] as i64) < 0 {
+                err(libc::EINVAL)
+            } else {
+                match engine.truncate(a[1] as u64) {
+                    Ok(()) => 0,
+                    Err(e) => e.to_raw(),
+                }
+            }
+        }
+        _ => return None,
+    })
+}
+
+fn read_at_pos(
+    engine: &Engine,
+    file: &OpenFile,
+    bufs: Result<Vec<Buf>, Errno>,
+    at: Option<i64>,
+) -> isize {
+    if !file.readable() {
+        return err(libc::EBADF);
+    }
+    let bufs = match bufs {
+        Ok(b) => b,
+        Err(e) => return e.to_raw(),
+    };
+    match at {
+        Some(off) if off < 0 => err(libc::EINVAL),
+        Some(off) => result(read_into(engine, off as u64, &bufs)),
+        None => {
+            let mut pos = file.lock_pos();
+            let r = read_into(engine, *pos, &bufs);
+            if let Ok(n) = r {
+                *pos += n as u64;
+            }
+            result(r)
+        }
+    }
+}
+
+fn write_at_pos(
+    engine: &mut Engine,
+    file: &OpenFile,
+    bufs: Result<Vec<Buf>, Errno>,
+    at: Option<i64>,
+    append: bool,
+) -> isize {
+    if !file.writable() {
+        return err(libc::EBADF);
+    }
+    let bufs = match bufs {
+        Ok(b) => b,
+        Err(e) => return e.to_raw(),
+    };
+    match at {
+        Some(off) if off < 0 => err(libc::EINVAL),
+        // Linux appends pwrite on an O_APPEND descriptor at the end, whatever the offset.
+        Some(off) => {
+            let off = if file.append() || append {
+                engine.size()
+            } else {
+                off as u64
+            };
+            result(write_from(engine, off, &bufs))
+        }
+        None => {
+            let mut pos = file.lock_pos();
+            let off = if file.append() || append {
+                engine.size()
+            } else {
+                *pos
+            };
+            let r = write_from(engine, off, &bufs);
+            if let Ok(n) = r {
+                *pos = off + n as u64;
+            }
+            result(r)
+        }
+    }
+}
+
+fn seek(engine: &Engine, file: &OpenFile, offset: i64, whence: i32) -> isize {
+    let mut pos = file.lock_pos();
+    let size = engine.size() as i64;
+    let target = match whence {
+        libc::SEEK_SET => Some(offset),
+        libc::SEEK_CUR => (*pos as i64).checked_add(offset),
+        libc::SEEK_END => size.checked_add(offset),
+        // No holes are reported: data runs to the end of the file.
+        libc::SEEK_DATA if offset >= 0 && offset < size => Some(offset),
+        libc::SEEK_HOLE if offset >= 0 && offset < size => Some(size),
+        libc::SEEK_DATA | libc::SEEK_HOLE => return err(libc::ENXIO),
+        _ => return err(libc::EINVAL),
+    };
+    match target {
+        Some(t) if t >= 0 => {
+            *pos = t as u64;
+            t as isize
+        }
+        Some(_) => err(libc::EINVAL),
+        None => err(libc::EOVERFLOW),
+    }
+}
+
+/// The kernel will run a call on this descriptor: give it our offset.
+pub fn push_to_kernel(fd: i32, file: &OpenFile) {
+    let pos = *file.lock_pos();
+    let _ = sys::lseek(fd, pos as i64, libc::SEEK_SET);
+}
+
+/// The kernel ran a call on this (checkpointed) file: take back its size and our offset.
+pub fn pull_from_kernel(fd: i32, file: &OpenFile) {
+    if let Ok(pos) = sys::lseek(fd, 0, libc::SEEK_CUR) {
+        *file.lock_pos() = pos;
+    }
+    if let State::Engine(engine) = &mut *file.inode.lock() {
+        let _ = engine.reload();
+    }
+}
+
+/// The logical size of a managed file, if (dev, ino) is one.
+fn managed_size(dev: u64, ino: u64) -> Option<u64> {
+    let inode = table::find_inode((dev, ino))?;
+    let state = inode.lock();
+    match &*state {
+        State::Engine(engine) => Some(engine.size()),
+        State::Kernel => None,
+    }
+}
+
+/// Corrects `struct stat` at `addr` (just filled by the kernel) for a managed file.
+pub fn patch_stat(addr: usize) {
+    let mut st = [0u8; std::mem::size_of::<libc::stat>()];
+    if usercopy::copy_from_user(&mut st, addr).is_err() {
+        return;
+    }
+    let field = |off: usize| u64::from_ne_bytes(st[off..off + 8].try_into().unwrap());
+    let dev = field(std::mem::offset_of!(libc::stat, st_dev));
+    let ino = field(std::mem::offset_of!(libc::stat, st_ino));
+    let Some(size) = managed_size(dev, ino) else {
+        return;
+    };
+    let size_at = std::mem::offset_of!(libc::stat, st_size);
+    let blocks_at = std::mem::offset_of!(libc::stat, st_blocks);
+    let blocks = field(blocks_at).max(size.div_ceil(512));
+    let _ = usercopy::copy_to_user(addr + size_at, &size.to_ne_bytes());
+    let _ = usercopy::copy_to_user(addr + blocks_at, &blocks.to_ne_bytes());
+}
+
+/// Corrects `struct statx` at `addr` for a managed file.
+pub fn patch_statx(addr: usize) {
+    let mut st = [0u8; std::mem::size_of::<libc::statx>()];
+    if usercopy::copy_from_user(&mut st, addr).is_err() {
+        return;
+    }
+    let u32_at = |off: usize| u32::from_ne_bytes(st[off..off + 4].try_into().unwrap());
+    let u64_at = |off: usize| u64::from_ne_bytes(st[off..off + 8].try_into().unwrap());
+    let dev = libc::makedev(
+        u32_at(std::mem::offset_of!(libc::statx, stx_dev_major)),
+        u32_at(std::mem::offset_of!(libc::statx, stx_dev_minor)),
+    );
+    let ino = u64_at(std::mem::offset_of!(libc::statx, stx_ino));
+    let Some(size) = managed_size(dev, ino) else {
+        return;
+    };
+    let size_at = std::mem::offset_of!(libc::statx, stx_size);
+    let blocks_at = std::mem::offset_of!(libc::statx, stx_blocks);
+    let blocks = u64_at(blocks_at).max(size.div_ceil(512));
+    let _ = usercopy::copy_to_user(addr + size_at, &size.to_ne_bytes());
+    let _ = usercopy::copy_to_user(addr + blocks_at, &blocks.to_ne_bytes());
+}
+
+/// `truncate(path, len)` succeeded in the kernel: if the path is a managed file, the engine
+/// records the same truncation (in order with the writes it holds).
+pub fn truncated_by_path(path: usize, len: u64) {
+    let mut name = [0u8; 4096];
+    let Ok(cpath) = usercopy::copy_cstr_from_user(path, &mut name) else {
+        return;
+    };
+    let Ok(st) = sys::stat(cpath) else { return };
+    if let Some(inode) = table::find_inode((st.st_dev, st.st_ino)) {
+        if let State::Engine(engine) = &mut *inode.lock() {
+            let _ = engine.truncate(len);
+        }
+    }
+}

@@ -1,0 +1,487 @@
+//! Files in managed directories: which calls the engine serves, and how every other call that
+//! touches such a file stays coherent with it. The data calls themselves are in [`io`]; the
+//! process's tables in [`table`].
+//!
+//! Coherence rules (see STATUS.md):
+//! - data calls on a managed descriptor are served by the engine and never reach the kernel;
+//! - a call the engine does not serve that moves data through a managed descriptor (sendfile,
+//!   copy_file_range, fallocate, ioctl...) runs on a checkpointed file with the descriptor's
+//!   offset handed to the kernel first, and the size and offset are read back after;
+//! - mmap of a managed file hands it to the kernel for good (the program's mapping must see
+//!   every write);
+//! - fork, vfork, exec and exit checkpoint every file first (a forked child then uses the
+//!   kernel path for the files it inherited); path calls (stat, truncate) are matched by inode.
+
+mod io;
+pub mod table;
+
+use std::ffi::CString;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use nvmmio_core::config::Settings;
+use nvmmio_core::engine::{EngineSettings, ManagedFile};
+use nvmmio_core::persist::{LogFile, MappedStorage};
+use nvmmio_core::sys::{self, Errno};
+use nvmmio_core::trace::signature::{signature, Arg};
+
+use crate::{reserved_fd, usercopy};
+use table::{Inode, OpenFile, State};
+
+struct Config {
+    dirs: Vec<String>,
+    engine: EngineSettings,
+}
+
+static CONFIG: OnceLock<Config> = OnceLock::new();
+
+/// What to do with a call.
+pub enum Plan {
+    /// Served here: the result.
+    Served(isize),
+    /// The kernel runs it, then [`after`] sees the result.
+    KernelThen,
+    /// Not ours.
+    Kernel,
+}
+
+/// Descriptors that refer to managed files, for a lock-free "is it ours?" on every call.
+static MANAGED_FDS: [AtomicU64; 1024] = [const { AtomicU64::new(0) }; 1024];
+
+fn mark(fd: i32, managed: bool) {
+    let Some(word) = usize::try_from(fd)
+        .ok()
+        .and_then(|f| MANAGED_FDS.get(f / 64))
+    else {
+        return;
+    };
+    let bit = 1u64 << (fd % 64);
+    if managed {
+        word.fetch_or(bit, Relaxed);
+    } else {
+        word.fetch_and(!bit, Relaxed);
+    }
+}
+
+pub fn is_managed_fd(fd: i32) -> bool {
+    usize::try_from(fd)
+        .ok()
+        .and_then(|f| MANAGED_FDS.get(f / 64))
+        .is_some_and(|w| w.load(Relaxed) & (1 << (fd % 64)) != 0)
+}
+
+/// Reads the managed directories; true if there are any.
+pub fn init(settings: &Settings) -> bool {
+    let dirs: Vec<String> = settings
+        .dirs
+        .iter()
+        .filter_map(|d| std::fs::canonicalize(d).ok())
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    if dirs.is_empty() {
+        return false;
+    }
+    CONFIG
+        .set(Config {
+            dirs,
+            engine: settings.engine,
+        })
+        .is_ok()
+}
+
+pub fn active() -> bool {
+    CONFIG.get().is_some()
+}
+
+/// Calls the dispatcher must see when directories are managed.
+pub const WATCHED: &[i64] = &[
+    libc::SYS_open,
+    libc::SYS_openat,
+    libc::SYS_openat2,
+    libc::SYS_creat,
+    libc::SYS_close,
+    libc::SYS_close_range,
+    libc::SYS_dup,
+    libc::SYS_dup2,
+    libc::SYS_dup3,
+    libc::SYS_fcntl,
+    libc::SYS_read,
+    libc::SYS_write,
+    libc::SYS_pread64,
+    libc::SYS_pwrite64,
+    libc::SYS_readv,
+    libc::SYS_writev,
+    libc::SYS_preadv,
+    libc::SYS_pwritev,
+    libc::SYS_preadv2,
+    libc::SYS_pwritev2,
+    libc::SYS_lseek,
+    libc::SYS_fsync,
+    libc::SYS_fdatasync,
+    libc::SYS_sync_file_range,
+    libc::SYS_ftruncate,
+    libc::SYS_truncate,
+    libc::SYS_fstat,
+    libc::SYS_stat,
+    libc::SYS_lstat,
+    libc::SYS_newfstatat,
+    libc::SYS_statx,
+    libc::SYS_mmap,
+    libc::SYS_fallocate,
+    libc::SYS_copy_file_range,
+    libc::SYS_sendfile,
+    libc::SYS_splice,
+    libc::SYS_ioctl,
+    libc::SYS_clone,
+    libc::SYS_fork,
+    libc::SYS_vfork,
+    libc::SYS_execve,
+    libc::SYS_execveat,
+    libc::SYS_exit_group,
+    libc::SYS_rt_sigaction,
+];
+
+/// Decides a call before it runs.
+pub fn before(nr: usize, args: [usize; 6]) -> Plan {
+    let fd0 = args[0] as i32;
+    match nr as i64 {
+        libc::SYS_open | libc::SYS_openat | libc::SYS_openat2 | libc::SYS_creat => Plan::KernelThen,
+        libc::SYS_close => {
+            if is_managed_fd(fd0) {
+                release(fd0);
+            }
+            Plan::Kernel
+        }
+        libc::SYS_close_range => {
+            if args[2] as u32 & libc::CLOSE_RANGE_CLOEXEC == 0 {
+                for (fd, _) in table::all_fds() {
+                    if (args[0] as u32..=args[1] as u32).contains(&(fd as u32)) {
+                        release(fd);
+                    }
+                }
+            }
+            Plan::Kernel
+        }
+        libc::SYS_dup2 | libc::SYS_dup3 => {
+            let new = args[1] as i32;
+            if is_managed_fd(new) && new != fd0 {
+                release(new);
+            }
+            if is_managed_fd(fd0) {
+                Plan::KernelThen
+            } else {
+                Plan::Kernel
+            }
+        }
+        libc::SYS_dup if is_managed_fd(fd0) => Plan::KernelThen,
+        libc::SYS_fcntl if is_managed_fd(fd0) => match args[1] as i32 {
+            libc::F_DUPFD | libc::F_DUPFD_CLOEXEC | libc::F_SETFL => Plan::KernelThen,
+            _ => Plan::Kernel,
+        },
+        libc::SYS_stat
+        | libc::SYS_lstat
+        | libc::SYS_newfstatat
+        | libc::SYS_statx
+        | libc::SYS_fstat => Plan::KernelThen,
+        libc::SYS_truncate => Plan::KernelThen,
+        libc::SYS_mmap if is_managed_fd(args[4] as i32) => {
+            if let Some(file) = table::get(args[4] as i32) {
+                hand_to_kernel(&file.inode);
+            }
+            Plan::Kernel
+        }
+        libc::SYS_fallocate | libc::SYS_ioctl if is_managed_fd(fd0) => {
+            kernel_on_checkpointed(&[fd0])
+        }
+        libc::SYS_copy_file_range | libc::SYS_splice
+            if is_managed_fd(fd0) || is_managed_fd(args[2] as i32) =>
+        {
+            kernel_on_checkpointed(&[fd0, args[2] as i32])
+        }
+        libc::SYS_sendfile if is_managed_fd(fd0) || is_managed_fd(args[1] as i32) => {
+            kernel_on_checkpointed(&[fd0, args[1] as i32])
+        }
+        libc::SYS_clone if args[0] as i32 & libc::CLONE_THREAD != 0 => Plan::Kernel,
+        libc::SYS_clone
+        | libc::SYS_fork
+        | libc::SYS_vfork
+        | libc::SYS_execve
+        | libc::SYS_execveat => {
+            checkpoint_all(true);
+            Plan::Kernel
+        }
+        libc::SYS_exit_group => {
+            for (fd, _) in table::all_fds() {
+                release(fd);
+            }
+            Plan::Kernel
+        }
+        libc::SYS_rt_sigaction => {
+            match usercopy::program_sigaction(args[0] as i32, args[1], args[2]) {
+                Some(result) => Plan::Served(result),
+                None => Plan::Kernel,
+            }
+        }
+        _ => match table::get(fd0) {
+            Some(file) if uses_fd_as_file(nr) => match io::serve(nr, args, &file) {
+                Some(result) => Plan::Served(result),
+                None => Plan::Kernel,
+            },
+            _ => Plan::Kernel,
+        },
+    }
+}
+
+/// Whether argument 0 of `nr` is a descriptor (so that a managed one matters).
+fn uses_fd_as_file(nr: usize) -> bool {
+    matches!(signature(nr).args.first(), Some(Arg::Fd))
+}
+
+/// Sees the result of a call planned [`Plan::KernelThen`].
+pub fn after(nr: usize, args: [usize; 6], result: isize) {
+    if result < 0 {
+        return;
+    }
+    match nr as i64 {
+        libc::SYS_open => opened(result as i32, args[1] as i32),
+        libc::SYS_creat => opened(
+            result as i32,
+            libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC,
+        ),
+        libc::SYS_openat => opened(result as i32, args[2] as i32),
+        libc::SYS_openat2 => {
+            let mut how = [0u8; 8];
+            if usercopy::copy_from_user(&mut how, args[2]).is_ok() {
+                opened(result as i32, u64::from_ne_bytes(how) as i32);
+            }
+        }
+        libc::SYS_dup | libc::SYS_dup2 | libc::SYS_dup3 => {
+            if let Some(file) = table::get(args[0] as i32) {
+                table::set(result as i32, Some(file));
+            }
+        }
+        libc::SYS_fcntl => match args[1] as i32 {
+            libc::F_DUPFD | libc::F_DUPFD_CLOEXEC => {
+                if let Some(file) = table::get(args[0] as i32) {
+                    table::set(result as i32, Some(file));
+                }
+            }
+            libc::F_SETFL => {
+                if let Some(file) = table::get(args[0] as i32) {
+                    // Only O_APPEND (and status flags) change; the access mode stays.
+                    let changeable =
+                        libc::O_APPEND | libc::O_NONBLOCK | libc::O_ASYNC | libc::O_NOATIME;
+                    let old = file.flags.load(Relaxed);
+                    file.flags
+                        .store((old & !changeable) | (args[2] as i32 & changeable), Relaxed);
+                }
+            }
+            _ => {}
+        },
+        libc::SYS_fstat => io::patch_stat(args[1]),
+        libc::SYS_stat | libc::SYS_lstat => io::patch_stat(args[1]),
+        libc::SYS_newfstatat => io::patch_stat(args[2]),
+        libc::SYS_statx => io::patch_statx(args[4]),
+        libc::SYS_truncate => io::truncated_by_path(args[0], args[1] as u64),
+        libc::SYS_fallocate
+        | libc::SYS_ioctl
+        | libc::SYS_copy_file_range
+        | libc::SYS_splice
+        | libc::SYS_sendfile => {
+            for fd in [args[0] as i32, args[1] as i32, args[2] as i32] {
+                if let Some(file) = table::get(fd) {
+                    io::pull_from_kernel(fd, &file);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A forked child: the files it inherited are the kernel's (the parent checkpointed them).
+pub fn after_fork_child() {
+    table::clear();
+}
+
+/// Registers a new descriptor if it is a regular file in a managed directory.
+fn opened(fd: i32, flags: i32) {
+    let Some(config) = CONFIG.get() else { return };
+    if flags & (libc::O_PATH | libc::O_DIRECT) != 0 || flags & libc::O_TMPFILE == libc::O_TMPFILE {
+        return;
+    }
+    let Ok(st) = sys::fstat(fd) else { return };
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return;
+    }
+    let key = (st.st_dev, st.st_ino);
+    let inode = match table::find_inode(key) {
+        Some(inode) => {
+            if flags & libc::O_TRUNC != 0 {
+                if let State::Engine(engine) = &mut *inode.lock() {
+                    let _ = engine.truncate(0);
+                }
+            }
+            inode
+        }
+        None => {
+            let Some(dir) = managed_dir_of(fd, config) else {
+                return;
+            };
+            match open_inode(fd, key, &dir, flags, config.engine) {
+                Ok(inode) => {
+                    table::add_inode(inode.clone());
+                    inode
+                }
+                // Another process manages it, or it cannot be reopened: the kernel serves it.
+                Err(_) => return,
+            }
+        }
+    };
+    usercopy::ensure_installed();
+    let open_file = OpenFile {
+        inode,
+        pos: Mutex::new(0),
+        flags: std::sync::atomic::AtomicI32::new(flags),
+    };
+    table::set(fd, Some(Arc::new(open_file)));
+}
+
+/// The managed directory holding the file open at `fd`, if any (its real path decides).
+fn managed_dir_of(fd: i32, config: &Config) -> Option<String> {
+    let mut buf = [0u8; 4096];
+    let link = CString::new(format!("/proc/self/fd/{fd}")).ok()?;
+    let n = sys::readlink(&link, &mut buf).ok()?;
+    let path = std::str::from_utf8(&buf[..n]).ok()?;
+    config
+        .dirs
+        .iter()
+        .find(|d| {
+            path.starts_with(d.as_str())
+                && path[d.len()..].starts_with('/')
+                && !path[d.len()..].starts_with("/.nvmmio/")
+        })
+        .cloned()
+}
+
+/// Opens the engine for a file: our own descriptor for it, its log (locked, so that only one
+/// process manages a file at a time), and recovery of what a crash left.
+fn open_inode(
+    fd: i32,
+    key: (u64, u64),
+    dir: &str,
+    flags: i32,
+    settings: EngineSettings,
+) -> Result<Arc<Inode>, Errno> {
+    let reopen = CString::new(format!("/proc/self/fd/{fd}")).map_err(|_| Errno(libc::EINVAL))?;
+    let data_fd = reserved_fd::reserve(sys::openat(
+        libc::AT_FDCWD,
+        &reopen,
+        libc::O_RDWR | libc::O_CLOEXEC,
+        0,
+    )?)?;
+    let meta = format!("{dir}/.nvmmio");
+    let _ = sys::mkdir(
+        &CString::new(meta.clone()).map_err(|_| Errno(libc::EINVAL))?,
+        0o700,
+    );
+    let log_path =
+        CString::new(format!("{meta}/{}-{}.log", key.0, key.1)).map_err(|_| Errno(libc::EINVAL))?;
+    let log_fd = match sys::openat(
+        libc::AT_FDCWD,
+        &log_path,
+        libc::O_RDWR | libc::O_CREAT | libc::O_CLOEXEC,
+        0o600,
+    )
+    .and_then(reserved_fd::reserve)
+    {
+        Ok(log_fd) => log_fd,
+        Err(e) => {
+            reserved_fd::release_and_close(data_fd);
+            return Err(e);
+        }
+    };
+    let undo = |e: Errno| {
+        reserved_fd::release_and_close(log_fd);
+        reserved_fd::release_and_close(data_fd);
+        e
+    };
+    sys::flock(log_fd, libc::LOCK_EX | libc::LOCK_NB).map_err(undo)?;
+    let log = LogFile::open(log_fd, 64 << 10).map_err(undo)?;
+    let storage = MappedStorage::new(data_fd).map_err(undo)?;
+    // A truncating open supersedes whatever an old log holds.
+    let engine = if flags & libc::O_TRUNC != 0 {
+        ManagedFile::create(storage, log, settings)
+    } else {
+        ManagedFile::open(storage, log, settings)
+            .map(|(engine, _)| engine)
+            .map_err(|_| Errno(libc::EIO))
+    }?;
+    Ok(Arc::new(Inode {
+        key,
+        log_path,
+        state: Mutex::new(State::Engine(engine)),
+    }))
+}
+
+/// The program closes `fd`: forget it; the last descriptor of a file checkpoints it and removes
+/// its log.
+fn release(fd: i32) {
+    let Some(file) = table::get(fd) else { return };
+    table::set(fd, None);
+    let inode = file.inode.clone();
+    drop(file);
+    if table::inode_in_use(&inode) {
+        return;
+    }
+    table::remove_inode(&inode);
+    finish_inode(&inode);
+}
+
+/// Applies a file's log and removes it; the file is the kernel's from then on.
+fn finish_inode(inode: &Inode) {
+    let mut state = inode.lock();
+    if let State::Engine(engine) = &mut *state {
+        if engine.checkpoint().is_ok() {
+            let _ = sys::unlink(&inode.log_path);
+        }
+    }
+    *state = State::Kernel;
+}
+
+/// The program maps the file: from now on the kernel serves it, with every offset handed over.
+fn hand_to_kernel(inode: &Arc<Inode>) {
+    for (fd, file) in table::all_fds() {
+        if Arc::ptr_eq(&file.inode, inode) {
+            io::push_to_kernel(fd, &file);
+        }
+    }
+    finish_inode(inode);
+}
+
+/// Checkpoints the files behind `fds` and hands their offsets to the kernel, which then runs
+/// the call; [`after`] reads size and offsets back.
+fn kernel_on_checkpointed(fds: &[i32]) -> Plan {
+    for &fd in fds {
+        if let Some(file) = table::get(fd) {
+            if let State::Engine(engine) = &mut *file.inode.lock() {
+                let _ = engine.checkpoint();
+            }
+            io::push_to_kernel(fd, &file);
+        }
+    }
+    Plan::KernelThen
+}
+
+/// Before fork, vfork or exec: every file checkpointed, every offset in the kernel.
+fn checkpoint_all(push_offsets: bool) {
+    for inode in table::all_inodes() {
+        if let State::Engine(engine) = &mut *inode.lock() {
+            let _ = engine.checkpoint();
+        }
+    }
+    if push_offsets {
+        for (fd, file) in table::all_fds() {
+            io::push_to_kernel(fd, &file);
+        }
+    }
+}

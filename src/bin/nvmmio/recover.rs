@@ -1,0 +1,132 @@
+//! `nvmmio recover DIR`: applies what crashed processes left in a managed directory's logs,
+//! as the next open under nvmmio would, and reports what it did.
+
+use std::collections::HashMap;
+use std::fs::{self, OpenOptions};
+use std::os::fd::IntoRawFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use nvmmio::config::EnvSettings;
+use nvmmio::engine::ManagedFile;
+use nvmmio::persist::{FdStorage, LogFile};
+use nvmmio::sys;
+
+/// Every regular file under `dir` (not in `.nvmmio`), by (device, inode).
+fn files_by_inode(dir: &Path, found: &mut HashMap<(u64, u64), PathBuf>) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(meta) = fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() && entry.file_name() != ".nvmmio" {
+            files_by_inode(&path, found);
+        } else if meta.is_file() {
+            found.insert((meta.dev(), meta.ino()), path);
+        }
+    }
+}
+
+pub fn run(dir: &Path) -> Result<ExitCode, String> {
+    let meta_dir = dir.join(".nvmmio");
+    let logs = match fs::read_dir(&meta_dir) {
+        Ok(entries) => entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "log"))
+            .collect::<Vec<_>>(),
+        Err(_) => {
+            println!("{}: no logs, nothing to recover", dir.display());
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    let mut files = HashMap::new();
+    files_by_inode(dir, &mut files);
+    let settings = EnvSettings::engine();
+    let mut problems = 0;
+    for log_path in logs {
+        let name = log_path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_string();
+        let key = name
+            .split_once('-')
+            .and_then(|(d, i)| Some((d.parse::<u64>().ok()?, i.parse::<u64>().ok()?)));
+        let Some(key) = key else {
+            println!(
+                "{}: not a log name (DEV-INODE.log), left alone",
+                log_path.display()
+            );
+            problems += 1;
+            continue;
+        };
+        let Some(data_path) = files.get(&key) else {
+            println!(
+                "{}: its file no longer exists (removed), log deleted",
+                log_path.display()
+            );
+            let _ = fs::remove_file(&log_path);
+            continue;
+        };
+        let open = |p: &Path| {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(p)
+                .map(|f| f.into_raw_fd())
+        };
+        let (data_fd, log_fd) = match (open(data_path), open(&log_path)) {
+            (Ok(d), Ok(l)) => (d, l),
+            (Err(e), _) | (_, Err(e)) => {
+                println!("{}: {e}", data_path.display());
+                problems += 1;
+                continue;
+            }
+        };
+        if sys::flock(log_fd, libc::LOCK_EX | libc::LOCK_NB).is_err() {
+            println!(
+                "{}: in use by a running process, left alone",
+                data_path.display()
+            );
+            continue;
+        }
+        let log = match LogFile::open(log_fd, 4096) {
+            Ok(log) => log,
+            Err(e) => {
+                println!("{}: cannot map its log: {e}", data_path.display());
+                problems += 1;
+                continue;
+            }
+        };
+        match ManagedFile::open(FdStorage { fd: data_fd }, log, settings) {
+            Ok((_, recovered)) => {
+                println!(
+                    "{}: {} committed records applied, {} uncommitted dropped",
+                    data_path.display(),
+                    recovered.applied,
+                    recovered.discarded
+                );
+                let _ = fs::remove_file(&log_path);
+            }
+            Err(e) => {
+                println!(
+                    "{}: {e}; file left as it was, log kept at {}",
+                    data_path.display(),
+                    log_path.display()
+                );
+                problems += 1;
+            }
+        }
+        let _ = sys::close(data_fd);
+    }
+    Ok(if problems == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
