@@ -75,6 +75,15 @@ pub fn copy_from_user(dst: &mut [u8], src: usize) -> Result<(), Errno> {
     }
 }
 
+/// Copies as much as it can from the program's memory at `src` into `dst`, in order; returns
+/// how many bytes were copied (less than `dst.len()` when it reached an unreadable address).
+pub fn copy_from_user_partial(dst: &mut [u8], src: usize) -> usize {
+    ensure_installed();
+    // SAFETY: `dst` is ours and writable; the source is checked by the fault fixup.
+    let left = unsafe { nvmmio_copy_user(dst.as_mut_ptr(), src as *const u8, dst.len()) };
+    dst.len() - left
+}
+
 /// Copies `src` into the program's memory at `dst`; EFAULT if any of it is not writable.
 pub fn copy_to_user(dst: usize, src: &[u8]) -> Result<(), Errno> {
     ensure_installed();

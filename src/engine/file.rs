@@ -1,14 +1,19 @@
-//! One managed file: the data file (a [`Storage`]) plus its redo log and index. Writes go to
-//! the log, reads merge the log over the data file, `sync` commits, `checkpoint` applies the
-//! log to the data file and empties it. Opening a file recovers it first.
+//! One managed file: the data file (a [`Storage`]) plus its redo log and block index. A write
+//! lands in log blocks (one per 4 KiB block of the file it touches; a block already logged in
+//! the current epoch is updated in place, so rewriting the same data costs no log space); reads
+//! take each block from the log or the data file; `sync` seals and commits the epoch;
+//! `checkpoint` writes the latest block of each into the data file and empties the log.
+//! Opening a file recovers it first.
 //!
 //! Guarantee: after a crash at any instant, reopening gives exactly what the last successful
 //! `sync` covered, plus possibly whole later writes (a checkpoint commits first), never part of
 //! a write.
 
-use super::extents::ExtentMap;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
 use super::log::{Found, Log, OpenError};
-use super::record::{Kind, RECORD_HEADER_LEN};
+use super::record::{Kind, BLOCK, RECORD_HEADER_LEN};
 use crate::persist::{Medium, Storage};
 use crate::sys::Errno;
 
@@ -58,22 +63,73 @@ pub struct Recovered {
     pub discarded: usize,
 }
 
+/// Where a block's latest contents are in the log.
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    pos: u64,
+    /// Writable in place while this equals the file's current `era` (same epoch, no truncate
+    /// since): older slots are committed, or ordered before a truncate, and never change.
+    era: u64,
+}
+
+/// Block numbers are already well spread: a multiplicative hash is enough and much cheaper
+/// than SipHash on the write path.
+#[derive(Default)]
+struct BlockHasher(u64);
+
+impl Hasher for BlockHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ b as u64).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type Index = HashMap<u64, Slot, BuildHasherDefault<BlockHasher>>;
+
 pub struct ManagedFile<M: Medium, S: Storage> {
     data: S,
     log: Log<M>,
-    index: ExtentMap,
+    /// Block number -> its latest contents in the log.
+    index: Index,
+    /// Slots allocated in the current epoch, to be sealed at commit.
+    unsealed: Vec<u64>,
     /// The file's size as the program sees it.
     size: u64,
     /// Bytes of the data file below this hold current data (a truncate lowers it until the
     /// next checkpoint: bytes above it read as zeros).
     data_valid: u64,
     epoch: u32,
+    /// Changes at every commit and truncate; see [`Slot::era`].
+    era: u64,
     /// Commit records written since open (statistics; tests use it as the oracle's clock).
     commits: u64,
     settings: EngineSettings,
 }
 
 impl<M: Medium, S: Storage> ManagedFile<M, S> {
+    fn with_log(data: S, log: Log<M>, settings: EngineSettings) -> Result<Self, Errno> {
+        let size = data.size()?;
+        Ok(ManagedFile {
+            data,
+            log,
+            index: Index::default(),
+            unsealed: Vec::new(),
+            size,
+            data_valid: size,
+            epoch: 0,
+            era: 0,
+            commits: 0,
+            settings,
+        })
+    }
+
     /// Opens a file, first applying whatever its log committed (recovery).
     pub fn open(
         mut data: S,
@@ -87,38 +143,17 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         };
         let mut log = opened.log;
         if !opened.committed.is_empty() || opened.discarded > 0 {
-            apply(&mut data, &log, &opened.committed)?;
+            replay(&mut data, &log, &opened.committed)?;
             data.sync()?;
             log.reset()?;
         }
-        let size = data.size()?;
-        let file = ManagedFile {
-            data,
-            log,
-            index: ExtentMap::default(),
-            size,
-            data_valid: size,
-            epoch: 0,
-            commits: 0,
-            settings,
-        };
-        Ok((file, recovered))
+        Ok((Self::with_log(data, log, settings)?, recovered))
     }
 
     /// Opens a file whose old log (if any) is to be ignored: a truncating open supersedes it.
     pub fn create(data: S, medium: M, settings: EngineSettings) -> Result<Self, Errno> {
         let log = Log::create(medium, settings.log_max)?;
-        let size = data.size()?;
-        Ok(ManagedFile {
-            data,
-            log,
-            index: ExtentMap::default(),
-            size,
-            data_valid: size,
-            epoch: 0,
-            commits: 0,
-            settings,
-        })
+        Self::with_log(data, log, settings)
     }
 
     /// After the kernel changed the (checkpointed) data file on the program's behalf: take its
@@ -166,18 +201,26 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         if offset >= self.size {
             return Ok(0);
         }
-        let n = (len as u64).min(self.size - offset);
-        let end = offset + n;
+        let end = offset + (len as u64).min(self.size - offset);
+        // Runs of blocks that are not in the log go to the data file in one piece.
+        let mut base_from = offset;
         let mut pos = offset;
-        for (range, log_pos) in self.index.overlay(offset..end) {
-            self.base_pieces(pos..range.start, sink)?;
-            sink(Piece::Bytes(
-                self.log.bytes(log_pos, (range.end - range.start) as usize),
-            ))?;
-            pos = range.end;
+        while pos < end {
+            let block = pos / BLOCK;
+            let chunk_end = ((block + 1) * BLOCK).min(end);
+            if let Some(slot) = self.index.get(&block) {
+                self.base_pieces(base_from..pos, sink)?;
+                let in_block = (pos - block * BLOCK) as usize;
+                sink(Piece::Bytes(self.log.bytes(
+                    slot.pos + in_block as u64,
+                    (chunk_end - pos) as usize,
+                )))?;
+                base_from = chunk_end;
+            }
+            pos = chunk_end;
         }
-        self.base_pieces(pos..end, sink)?;
-        Ok(n as usize)
+        self.base_pieces(base_from..end, sink)?;
+        Ok((end - offset) as usize)
     }
 
     /// The data file's bytes for `range`, zeros where it holds nothing current.
@@ -207,64 +250,172 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
 
     /// Writes `data` at `offset`, all or nothing (ENOSPC, EFBIG: nothing changed).
     pub fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), Errno> {
+        let mut at = 0;
         self.write_with(offset, data.len(), &mut |dst| {
-            dst.copy_from_slice(data);
-            Ok(())
+            dst.copy_from_slice(&data[at..at + dst.len()]);
+            at += dst.len();
+            dst.len()
         })
+        .map(drop)
     }
 
-    /// Writes `len` bytes at `offset` that `fill` stores straight into the log (from a
-    /// program's buffer, which may fail: then nothing changes and the error is returned).
+    /// Writes `len` bytes at `offset`, which `fill` copies straight into the log blocks, piece
+    /// by piece (consecutive destination slices), returning how many bytes of each piece it
+    /// copied. A short copy (a bad program buffer) ends the write there, as the kernel does:
+    /// the bytes before it are written, the rest of the file is unchanged, and the count is
+    /// returned. ENOSPC or EFBIG: nothing changed.
     pub fn write_with(
         &mut self,
         offset: u64,
         len: usize,
-        fill: &mut dyn FnMut(&mut [u8]) -> Result<(), Errno>,
-    ) -> Result<(), Errno> {
+        fill: &mut dyn FnMut(&mut [u8]) -> usize,
+    ) -> Result<usize, Errno> {
         if len == 0 {
-            return Ok(());
+            return Ok(0);
         }
         let end = offset
             .checked_add(len as u64)
             .filter(|&e| e <= i64::MAX as u64)
             .ok_or(Errno(libc::EFBIG))?;
-        self.make_room(len as u64)?;
-        let pos = self
-            .log
-            .append_with(Kind::Write, offset, self.epoch, len, fill)?;
-        self.index.insert(offset..end, pos);
-        self.size = self.size.max(end);
-        Ok(())
+        let (first, last) = (offset / BLOCK, (end - 1) / BLOCK);
+        // Make room for every new slot first, so the write cannot fail half-way for lack of it.
+        let new_slots = (first..=last)
+            .filter(|b| !self.writable_in_place(*b))
+            .count() as u64;
+        self.make_room(new_slots * (BLOCK + RECORD_HEADER_LEN))?;
+        let mut done = 0usize;
+        for block in first..=last {
+            let block_start = block * BLOCK;
+            let from = offset.max(block_start);
+            let to = end.min(block_start + BLOCK);
+            let n = (to - from) as usize;
+            let (slot, fresh) = match self.index.get(&block).copied() {
+                Some(s) if s.era == self.era => (s.pos, None),
+                old => {
+                    let pos =
+                        self.log
+                            .allocate(Kind::Block, block_start, self.epoch, BLOCK as usize)?;
+                    // Start from the block's current contents unless the write covers it all.
+                    let whole = n as u64 == BLOCK;
+                    if !whole {
+                        self.copy_current_block(block, old, pos)?;
+                    }
+                    self.index.insert(block, Slot { pos, era: self.era });
+                    self.unsealed.push(pos);
+                    (pos, whole.then_some(old))
+                }
+            };
+            let mut copied = 0;
+            self.log.fill(slot + (from - block_start), n, &mut |dst| {
+                copied = fill(dst);
+                Ok(())
+            })?;
+            done += copied;
+            if copied < n {
+                // A new slot that was to be overwritten whole gets its old contents back
+                // (around the bytes that did arrive).
+                if let Some(old) = fresh {
+                    let keep = self.log.bytes(slot, copied).to_vec();
+                    self.copy_current_block(block, old, slot)?;
+                    self.log.fill(slot, copied, &mut |dst| {
+                        dst.copy_from_slice(&keep);
+                        Ok(())
+                    })?;
+                }
+                break;
+            }
+        }
+        self.size = self.size.max(offset + done as u64);
+        Ok(done)
+    }
+
+    fn writable_in_place(&self, block: u64) -> bool {
+        self.index.get(&block).is_some_and(|s| s.era == self.era)
+    }
+
+    /// Fills the new slot at `pos` with block `block`'s contents as they are now (from its
+    /// previous slot, else the data file, zeros past what is valid).
+    fn copy_current_block(&mut self, block: u64, old: Option<Slot>, pos: u64) -> Result<(), Errno> {
+        let mut buf = [0u8; BLOCK as usize];
+        match old {
+            Some(s) => buf.copy_from_slice(self.log.bytes(s.pos, BLOCK as usize)),
+            None => {
+                let start = block * BLOCK;
+                let valid = self.data_valid.min(start + BLOCK).saturating_sub(start) as usize;
+                if valid > 0 {
+                    self.data.read_at(start, &mut buf[..valid])?;
+                }
+            }
+        }
+        self.log.fill(pos, BLOCK as usize, &mut |dst| {
+            dst.copy_from_slice(&buf);
+            Ok(())
+        })
     }
 
     /// Sets the size: bytes beyond it are gone, a later extension reads zeros.
     pub fn truncate(&mut self, size: u64) -> Result<(), Errno> {
+        if size < self.size && size % BLOCK != 0 {
+            // The block that now ends the file loses its tail: logged as zeros, like a write.
+            let tail = (BLOCK - size % BLOCK).min(self.size - size) as usize;
+            self.write_with(size, tail, &mut |dst| {
+                dst.fill(0);
+                dst.len()
+            })?;
+        }
         self.make_room(0)?;
         self.log.append(Kind::Truncate, size, self.epoch, &[])?;
-        self.index.truncate(size);
+        self.index.retain(|&b, _| b * BLOCK < size);
         self.data_valid = self.data_valid.min(size);
         self.size = size;
+        // Slots written before the truncate must not be reused after it: replay order.
+        self.era += 1;
         Ok(())
     }
 
     /// Makes every write so far durable and committed (fsync).
     pub fn sync(&mut self) -> Result<(), Errno> {
         self.commit()?;
-        self.epoch = self.epoch.wrapping_add(1);
         if self.log.used() >= self.settings.checkpoint_at {
             self.checkpoint()?;
         }
         Ok(())
     }
 
-    /// Commits, applies the log to the data file, syncs it, and empties the log.
+    /// Commits, writes the latest contents of every logged block into the data file, syncs
+    /// it, and empties the log.
     pub fn checkpoint(&mut self) -> Result<(), Errno> {
         self.commit()?;
         if self.log.used() == 0 {
             return Ok(());
         }
-        let records = self.committed_records();
-        apply(&mut self.data, &self.log, &records)?;
+        // Bytes past a truncation point still in the data file must not come back.
+        if self.data_valid < self.data.size()? {
+            self.data.set_len(self.data_valid)?;
+        }
+        let mut blocks: Vec<(u64, u64)> = self.index.iter().map(|(&b, s)| (b, s.pos)).collect();
+        blocks.sort_unstable();
+        let mut run_start = None;
+        for (i, &(b, _)) in blocks.iter().enumerate() {
+            let start = b * BLOCK;
+            let end = (start + BLOCK).min(self.size);
+            let next_contiguous = blocks.get(i + 1).is_some_and(|&(n, _)| n == b + 1);
+            let run = *run_start.get_or_insert(start);
+            if !next_contiguous {
+                self.data.reserve(run, end.max(run) - run)?;
+                run_start = None;
+            }
+        }
+        for (b, pos) in blocks {
+            let start = b * BLOCK;
+            if start < self.size {
+                let n = (self.size - start).min(BLOCK) as usize;
+                self.data.write_at(start, self.log.bytes(pos, n))?;
+            }
+        }
+        if self.data.size()? != self.size {
+            self.data.set_len(self.size)?;
+        }
         self.data.sync()?;
         self.log.reset()?;
         self.index.clear();
@@ -274,8 +425,11 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
 
     fn commit(&mut self) -> Result<(), Errno> {
         if self.log.has_uncommitted() {
-            self.log.commit(self.epoch, self.size)?;
+            self.log.commit(self.epoch, self.size, &self.unsealed)?;
+            self.unsealed.clear();
             self.commits += 1;
+            self.epoch = self.epoch.wrapping_add(1);
+            self.era += 1;
         }
         Ok(())
     }
@@ -285,10 +439,10 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         self.commits
     }
 
-    /// Ensures a record of `len` data bytes and a commit record fit in the log, checkpointing
-    /// (which commits whole writes only) when they would not.
-    fn make_room(&mut self, len: u64) -> Result<(), Errno> {
-        let needed = len + RECORD_HEADER_LEN;
+    /// Ensures `bytes` of new records and a commit record fit in the log, checkpointing (which
+    /// commits whole writes only) when they would not.
+    fn make_room(&mut self, bytes: u64) -> Result<(), Errno> {
+        let needed = bytes + RECORD_HEADER_LEN;
         if self.log.fits(needed) {
             return Ok(());
         }
@@ -298,25 +452,6 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         } else {
             Err(Errno(libc::ENOSPC))
         }
-    }
-
-    /// The records of the current generation, re-read from the log (all committed).
-    fn committed_records(&self) -> Vec<Found> {
-        let mut records = Vec::new();
-        let mut pos = super::record::LOG_HEADER_LEN;
-        while pos < super::record::LOG_HEADER_LEN + self.log.used() {
-            let mut raw = [0u8; RECORD_HEADER_LEN as usize];
-            self.log.read(pos, &mut raw);
-            let Some((header, _)) = super::record::RecordHeader::decode(&raw) else {
-                break;
-            };
-            records.push(Found {
-                header,
-                data_pos: pos + RECORD_HEADER_LEN,
-            });
-            pos += header.size();
-        }
-        records
     }
 
     pub fn data(&self) -> &S {
@@ -329,63 +464,28 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
 }
 
 /// Replays committed records onto the data file, in log order; the last commit's size wins.
-/// Replaying twice gives the same file (recovery may be interrupted and run again). The file is
-/// extended once to the furthest write ahead instead of once per record.
-fn apply<M: Medium, S: Storage>(
+/// Replaying twice gives the same file (recovery may be interrupted and run again).
+fn replay<M: Medium, S: Storage>(
     data: &mut S,
     log: &Log<M>,
     records: &[Found],
 ) -> Result<(), Errno> {
-    let furthest = |rs: &[Found]| {
-        rs.iter()
-            .filter(|r| r.header.kind == Kind::Write)
-            .map(|r| r.header.offset + r.header.len as u64)
-            .max()
-            .unwrap_or(0)
-    };
-    // Blocks first, for every range about to be written (merged), so no store can fail later.
-    let mut ranges: Vec<(u64, u64)> = records
-        .iter()
-        .filter(|r| r.header.kind == Kind::Write && r.header.len > 0)
-        .map(|r| (r.header.offset, r.header.offset + r.header.len as u64))
-        .collect();
-    ranges.sort_unstable();
-    let mut merged: Vec<(u64, u64)> = Vec::new();
-    for (start, end) in ranges {
-        match merged.last_mut() {
-            Some(last) if start <= last.1 => last.1 = last.1.max(end),
-            _ => merged.push((start, end)),
-        }
-    }
-    for (start, end) in merged {
-        data.reserve(start, end - start)?;
-    }
-    let mut len = data.size()?;
     let mut final_size = None;
-    for (i, r) in records.iter().enumerate() {
+    for r in records {
         match r.header.kind {
-            Kind::Write => {
-                let end = r.header.offset + r.header.len as u64;
-                if end > len {
-                    len = furthest(&records[i..]);
-                    data.set_len(len)?;
-                }
+            Kind::Block | Kind::Write => {
+                data.reserve(r.header.offset, r.header.len as u64)?;
                 data.write_at(
                     r.header.offset,
                     log.bytes(r.data_pos, r.header.len as usize),
                 )?;
             }
-            Kind::Truncate => {
-                len = r.header.offset;
-                data.set_len(len)?;
-            }
+            Kind::Truncate => data.set_len(r.header.offset)?,
             Kind::Commit => final_size = Some(r.header.offset),
         }
     }
     if let Some(size) = final_size {
-        if size != len {
-            data.set_len(size)?;
-        }
+        data.set_len(size)?;
     }
     Ok(())
 }

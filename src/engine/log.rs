@@ -195,10 +195,67 @@ impl<M: Medium> Log<M> {
         Ok(data_pos)
     }
 
-    /// Makes every record so far durable, then commits them with one record carrying `size`.
-    pub fn commit(&mut self, epoch: u32, size: u64) -> Result<(), Errno> {
+    /// Reserves a record whose data is filled (and may be rewritten) later, until it is sealed
+    /// by [`Log::commit`]; until then its checksum is unset and the record is invisible to
+    /// recovery. Returns the position of its data.
+    pub fn allocate(
+        &mut self,
+        kind: Kind,
+        offset: u64,
+        epoch: u32,
+        len: usize,
+    ) -> Result<u64, Errno> {
+        let len32 = u32::try_from(len).map_err(|_| Errno(libc::EFBIG))?;
+        let header = RecordHeader {
+            kind,
+            len: len32,
+            offset,
+            generation: self.generation,
+            epoch,
+        };
+        let end = self.tail + header.size();
+        if end > self.medium.len() {
+            if end > self.max_len {
+                return Err(Errno(libc::ENOSPC));
+            }
+            let want = (self.medium.len() * 2).clamp(end, self.max_len.max(end));
+            self.medium.grow(want)?;
+        }
+        // Not valid until sealed: a crash before the commit finds a bad checksum and stops.
+        self.medium.write(self.tail, &header.encode_unsealed());
+        let data_pos = self.tail + RECORD_HEADER_LEN;
+        self.tail = end;
+        Ok(data_pos)
+    }
+
+    /// Lets `fill` rewrite part of an unsealed record's data in place.
+    pub fn fill(
+        &mut self,
+        data_pos: u64,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]) -> Result<(), Errno>,
+    ) -> Result<(), Errno> {
+        self.medium.write_with(data_pos, len, fill)
+    }
+
+    /// Stores the checksum of the record whose data starts at `data_pos`.
+    fn seal(&mut self, data_pos: u64) {
+        let mut raw = [0u8; RECORD_HEADER_LEN as usize];
+        self.medium.read(data_pos - RECORD_HEADER_LEN, &mut raw);
+        if let Some((header, _)) = RecordHeader::decode(&raw) {
+            let encoded = header.encode(self.medium.bytes(data_pos, header.len as usize));
+            self.medium.write(data_pos - RECORD_HEADER_LEN, &encoded);
+        }
+    }
+
+    /// Seals the `unsealed` records, makes every record so far durable, then commits them with
+    /// one record carrying `size`.
+    pub fn commit(&mut self, epoch: u32, size: u64, unsealed: &[u64]) -> Result<(), Errno> {
         if !self.has_uncommitted() {
             return Ok(());
+        }
+        for &pos in unsealed {
+            self.seal(pos);
         }
         self.medium
             .flush(self.committed_tail, self.tail - self.committed_tail)?;
@@ -274,7 +331,7 @@ mod tests {
     fn only_committed_records_survive() {
         let mut log = Log::create(SimMedium::new(4096), 1 << 20).unwrap();
         log.append(Kind::Write, 0, 0, b"first").unwrap();
-        log.commit(0, 5).unwrap();
+        log.commit(0, 5, &[]).unwrap();
         log.append(Kind::Write, 5, 1, b"second").unwrap();
         for crash in [Crash::ProcessKill, Crash::PowerLoss] {
             let opened = reopen(log.medium().after(crash));
@@ -292,7 +349,7 @@ mod tests {
         // Power loss right after commit: all durable. Without the first flush it would not be.
         let mut log = Log::create(SimMedium::new(4096), 1 << 20).unwrap();
         log.append(Kind::Write, 0, 0, &[7u8; 300]).unwrap();
-        log.commit(0, 300).unwrap();
+        log.commit(0, 300, &[]).unwrap();
         let opened = reopen(log.medium().after(Crash::PowerLoss));
         assert_eq!(opened.committed.len(), 2);
         let mut data = [0u8; 300];
@@ -307,7 +364,7 @@ mod tests {
             log.append(Kind::Write, i * 100, 0, &[1u8; 100]).unwrap();
         }
         assert!(log.medium().len() > 4096);
-        log.commit(0, 10_000).unwrap();
+        log.commit(0, 10_000, &[]).unwrap();
         log.reset().unwrap();
         let opened = reopen(log.medium().after(Crash::PowerLoss));
         assert!(opened.committed.is_empty());
@@ -322,7 +379,7 @@ mod tests {
             log.append(Kind::Write, 0, 0, &[2u8; 5000]),
             Err(Errno(libc::ENOSPC))
         );
-        log.commit(0, 4000).unwrap();
+        log.commit(0, 4000, &[]).unwrap();
         assert_eq!(
             reopen(log.medium().after(Crash::PowerLoss)).committed.len(),
             2

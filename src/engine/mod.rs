@@ -1,8 +1,7 @@
-//! The storage engine: per-file redo logs over a [`crate::persist::Medium`], an index of logged
-//! ranges, commit (fsync), checkpoint and recovery. It never sees a system call number; the
+//! The storage engine: per-file redo logs of 4 KiB blocks over a [`crate::persist::Medium`], a
+//! block index, commit (fsync), checkpoint and recovery. It never sees a system call number; the
 //! preload will call it for files in managed directories.
 
-pub mod extents;
 pub mod file;
 pub mod log;
 pub mod record;

@@ -6,7 +6,8 @@
 //! Record (at 8-byte aligned positions from 64 on):
 //! `magic u32 | kind u8 | 0 u8 | 0 u16 | len u32 | crc32c u32 | offset u64 | generation u32 |
 //! epoch u32` (32 bytes), then `len` data bytes, padded to a multiple of 8.
-//! The crc covers the header (with the crc field zero) and the data. A record belongs to the
+//! The crc covers the header (with the crc field zero) and the data. Block records are written
+//! with a zero crc and sealed (crc stored) when their epoch commits. A record belongs to the
 //! log only if its magic, generation and crc are right; scanning stops at the first that is not.
 
 pub const LOG_MAGIC: &[u8; 8] = b"NVMMIOLG";
@@ -24,7 +25,13 @@ pub enum Kind {
     Truncate = 2,
     /// Everything before this record is committed; the file's size is `offset`.
     Commit = 3,
+    /// The whole block of [`BLOCK`] bytes at file offset `offset` (its latest contents in the
+    /// record's epoch).
+    Block = 4,
 }
+
+/// The unit of logging: writes are logged as whole blocks of this size.
+pub const BLOCK: u64 = 4096;
 
 impl Kind {
     fn from_u8(v: u8) -> Option<Kind> {
@@ -32,6 +39,7 @@ impl Kind {
             1 => Some(Kind::Write),
             2 => Some(Kind::Truncate),
             3 => Some(Kind::Commit),
+            4 => Some(Kind::Block),
             _ => None,
         }
     }
@@ -59,6 +67,11 @@ impl RecordHeader {
         let crc = crc32c::crc32c_append(crc32c::crc32c(&b), data);
         b[12..16].copy_from_slice(&crc.to_le_bytes());
         b
+    }
+
+    /// The header with a zero checksum (a record whose data is not final yet).
+    pub fn encode_unsealed(&self) -> [u8; RECORD_HEADER_LEN as usize] {
+        self.encode_without_crc()
     }
 
     fn encode_without_crc(&self) -> [u8; RECORD_HEADER_LEN as usize] {

@@ -95,18 +95,32 @@ fn read_into(engine: &Engine, offset: u64, bufs: &[Buf]) -> Result<usize, Errno>
     }
 }
 
-/// Writes the program's buffers at `offset` as one record: all or nothing.
+/// Writes the program's buffers at `offset`. A bad buffer ends the write where it starts to be
+/// unreadable (EFAULT if that is the first byte), as the kernel does.
 fn write_from(engine: &mut Engine, offset: u64, bufs: &[Buf]) -> Result<usize, Errno> {
     let total: usize = bufs.iter().map(|b| b.len).sum();
-    engine.write_with(offset, total, &mut |dst| {
+    let (mut buf_i, mut in_buf) = (0usize, 0usize);
+    let mut faulted = false;
+    let written = engine.write_with(offset, total, &mut |dst| {
         let mut at = 0;
-        for b in bufs {
-            usercopy::copy_from_user(&mut dst[at..at + b.len], b.addr)?;
-            at += b.len;
+        while at < dst.len() && !faulted {
+            while bufs[buf_i].len == in_buf {
+                buf_i += 1;
+                in_buf = 0;
+            }
+            let b = bufs[buf_i];
+            let n = (dst.len() - at).min(b.len - in_buf);
+            let got = usercopy::copy_from_user_partial(&mut dst[at..at + n], b.addr + in_buf);
+            at += got;
+            in_buf += got;
+            faulted = got < n;
         }
-        Ok(())
+        at
     })?;
-    Ok(total)
+    if written == 0 && total > 0 {
+        return Err(Errno(libc::EFAULT));
+    }
+    Ok(written)
 }
 
 /// Serves a data call on a managed descriptor; `None` when the kernel should run it (the file
