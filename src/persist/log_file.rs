@@ -9,6 +9,8 @@ pub struct LogFile {
     map: Mapping,
     /// Stores, flushes and fences go through libpmem.
     pmem: bool,
+    /// On tmpfs without pmem: memory is all there is, msync has nothing to do.
+    tmpfs: bool,
 }
 
 impl LogFile {
@@ -18,7 +20,12 @@ impl LogFile {
         sys::fallocate(fd, 0, len)?;
         let map = Mapping::map(fd, len as usize)?;
         let pmem = map.is_sync() || pmem::is_pmem(map.as_slice());
-        Ok(LogFile { fd, map, pmem })
+        Ok(LogFile {
+            fd,
+            map,
+            pmem,
+            tmpfs: sys::on_tmpfs(fd),
+        })
     }
 
     /// Whether the log is on (or forced to be treated as) persistent memory.
@@ -77,6 +84,8 @@ impl Medium for LogFile {
     fn flush(&mut self, offset: u64, len: u64) -> Result<(), Errno> {
         if self.pmem {
             pmem::flush(&self.map.as_slice()[offset as usize..(offset + len) as usize]);
+            Ok(())
+        } else if self.tmpfs {
             Ok(())
         } else {
             self.map.sync_range(offset as usize, len as usize)

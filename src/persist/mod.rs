@@ -6,7 +6,8 @@
 //! alone, so the same engine runs on
 //! - [`LogFile`]: a memory-mapped file. On persistent memory (a DAX file mapped with MAP_SYNC,
 //!   or any file when `PMEM_IS_PMEM_FORCE=1`) stores are libpmem's non-temporal copies, `flush`
-//!   is `pmem_flush` and `fence` is `pmem_drain`; elsewhere `flush` is `msync(MS_SYNC)`;
+//!   is `pmem_flush` and `fence` is `pmem_drain`; on a disk file system `flush` is
+//!   `msync(MS_SYNC)`; on tmpfs (memory only) there is nothing to write back;
 //! - [`sim::SimMedium`]: memory that remembers what is durable, to build crash images in tests.
 //!
 //! The data file itself is a [`Storage`] (read, write, truncate, sync), reached with system

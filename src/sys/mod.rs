@@ -345,3 +345,16 @@ pub fn lseek(fd: i32, offset: i64, whence: i32) -> Result<u64, Errno> {
     )
     .map(|o| o as u64)
 }
+
+/// Whether `fd` is on tmpfs (memory only: nothing there survives a power loss, so there is
+/// nothing to write back, and a process kill keeps what is in memory).
+pub fn on_tmpfs(fd: i32) -> bool {
+    let mut st = std::mem::MaybeUninit::<libc::statfs>::zeroed();
+    let ok = plain(
+        libc::SYS_fstatfs,
+        [fd as usize, st.as_mut_ptr() as usize, 0, 0, 0, 0],
+    )
+    .is_ok();
+    // SAFETY: zero-initialised, and filled by the kernel on success.
+    ok && unsafe { st.assume_init() }.f_type == libc::TMPFS_MAGIC
+}
