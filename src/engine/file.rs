@@ -355,7 +355,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
 
     /// Sets the size: bytes beyond it are gone, a later extension reads zeros.
     pub fn truncate(&mut self, size: u64) -> Result<(), Errno> {
-        if size < self.size && size % BLOCK != 0 {
+        if size < self.size && !size.is_multiple_of(BLOCK) {
             // The block that now ends the file loses its tail: logged as zeros, like a write.
             let tail = (BLOCK - size % BLOCK).min(self.size - size) as usize;
             self.write_with(size, tail, &mut |dst| {
