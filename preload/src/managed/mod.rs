@@ -419,7 +419,7 @@ fn open_inode(
     Ok(Arc::new(Inode {
         key,
         log_path,
-        state: Mutex::new(State::Engine(engine)),
+        state: Mutex::new(State::Engine(Box::new(engine))),
     }))
 }
 

@@ -13,7 +13,7 @@ pub type Engine = ManagedFile<LogFile, MappedStorage>;
 /// What serves a managed file's data calls.
 pub enum State {
     /// The engine (logs in user space).
-    Engine(Engine),
+    Engine(Box<Engine>),
     /// The kernel: the file was handed back (the program mapped it, or sharing requires it).
     /// The log was checkpointed and removed first.
     Kernel,
