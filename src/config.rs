@@ -42,7 +42,10 @@ pub const VARIABLES: &[(&str, &str)] = &[
     (ENV_MODE, "forward (default): pass every call to the kernel; trace: also log each call"),
     (ENV_TRACE_OUTPUT, "trace output file, or prefix with NVMMIO_TRACE_PER_PROCESS=1 (default: stderr)"),
     (ENV_TRACE_PER_PROCESS, "1: one output file per process, PREFIX.PID (like strace -ff)"),
-    (ENV_TRACE_FILTER, "calls to trace: classes file,data,network,process,memory,signal,desc and names; leading ! negates"),
+    (
+        ENV_TRACE_FILTER,
+        "calls to trace: classes file,data,network,process,memory,signal,desc and names; leading ! negates",
+    ),
     (ENV_TRACE_SUMMARY, "only: print a per-syscall summary table instead of lines (-c); also: both (-C)"),
     (ENV_TRACE_SUMMARY_DIR, "directory where each process leaves its counts at exit (set by `nvmmio trace -c`)"),
     (ENV_TRACE_STRSIZE, "bytes of each data buffer shown in trace lines (default 32)"),
@@ -118,8 +121,7 @@ impl Settings {
             Some("trace") => Mode::Trace,
             Some(other) => return Err(format!("{ENV_MODE}={other}: expected forward or trace")),
         };
-        let flag =
-            |name: &str| matches!(get(name).as_deref(), Some("1") | Some("yes") | Some("true"));
+        let flag = |name: &str| matches!(get(name).as_deref(), Some("1") | Some("yes") | Some("true"));
         let filter = match get(ENV_TRACE_FILTER) {
             Some(spec) if !spec.trim().is_empty() => SyscallSet::parse(&spec)?,
             _ => SyscallSet::all(),
@@ -128,17 +130,10 @@ impl Settings {
             None | Some("") | Some("0") | Some("off") => Summary::Off,
             Some("only") | Some("1") => Summary::Only,
             Some("also") => Summary::Also,
-            Some(other) => {
-                return Err(format!(
-                    "{ENV_TRACE_SUMMARY}={other}: expected only or also"
-                ))
-            }
+            Some(other) => return Err(format!("{ENV_TRACE_SUMMARY}={other}: expected only or also")),
         };
         let string_limit = match get(ENV_TRACE_STRSIZE) {
-            Some(s) => s
-                .trim()
-                .parse()
-                .map_err(|_| format!("{ENV_TRACE_STRSIZE}={s}: expected a number"))?,
+            Some(s) => s.trim().parse().map_err(|_| format!("{ENV_TRACE_STRSIZE}={s}: expected a number"))?,
             None => DecodeOptions::default().string_limit,
         };
         let show_time = get(ENV_TRACE_TIME).as_deref() != Some("0");
@@ -153,9 +148,7 @@ impl Settings {
             None => None,
         };
         let size_var = |name: &str, default: u64| match nonempty(name) {
-            Some(v) => {
-                parse_size(&v).ok_or_else(|| format!("{name}={v}: expected a size like 64m"))
-            }
+            Some(v) => parse_size(&v).ok_or_else(|| format!("{name}={v}: expected a size like 64m")),
             None => Ok(default),
         };
         let defaults = EngineSettings::default();
@@ -164,12 +157,7 @@ impl Settings {
             checkpoint_at: size_var(ENV_CHECKPOINT_AT, defaults.checkpoint_at)?,
         };
         let dirs = nonempty(ENV_DIRS)
-            .map(|v| {
-                v.split(':')
-                    .filter(|d| !d.is_empty())
-                    .map(|d| d.trim_end_matches('/').to_string())
-                    .collect()
-            })
+            .map(|v| v.split(':').filter(|d| !d.is_empty()).map(|d| d.trim_end_matches('/').to_string()).collect())
             .unwrap_or_default();
         Ok(Settings {
             mode,
@@ -182,10 +170,7 @@ impl Settings {
                 filter,
                 summary,
                 summary_dir: nonempty(ENV_TRACE_SUMMARY_DIR),
-                decode: DecodeOptions {
-                    string_limit,
-                    show_time,
-                },
+                decode: DecodeOptions { string_limit, show_time },
             },
         })
     }
@@ -200,11 +185,7 @@ mod tests {
     use super::*;
 
     fn settings(vars: &[(&str, &str)]) -> Result<Settings, String> {
-        Settings::from_vars(|n| {
-            vars.iter()
-                .find(|(k, _)| *k == n)
-                .map(|(_, v)| v.to_string())
-        })
+        Settings::from_vars(|n| vars.iter().find(|(k, _)| *k == n).map(|(_, v)| v.to_string()))
     }
 
     #[test]
@@ -233,12 +214,8 @@ mod tests {
 
     #[test]
     fn engine_settings_parse() {
-        let s = settings(&[
-            (ENV_DIRS, "/dev/shm/a:/tmp/b/"),
-            (ENV_LOG_MAX, "16m"),
-            (ENV_CHECKPOINT_AT, "4096"),
-        ])
-        .unwrap();
+        let s =
+            settings(&[(ENV_DIRS, "/dev/shm/a:/tmp/b/"), (ENV_LOG_MAX, "16m"), (ENV_CHECKPOINT_AT, "4096")]).unwrap();
         assert_eq!(s.dirs, vec!["/dev/shm/a".to_string(), "/tmp/b".to_string()]);
         assert_eq!(s.engine.log_max, 16 << 20);
         assert_eq!(s.engine.checkpoint_at, 4096);

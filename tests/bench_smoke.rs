@@ -10,20 +10,11 @@ fn bench_forward_quick_run_prints_both_tables() {
         .output()
         .expect("run scripts/bench-forward");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
     let rows: Vec<Vec<&str>> = text
         .lines()
         .filter(|l| l.starts_with("| ") && !l.starts_with("| workload"))
-        .map(|l| {
-            l.split('|')
-                .map(str::trim)
-                .filter(|c| !c.is_empty())
-                .collect()
-        })
+        .map(|l| l.split('|').map(str::trim).filter(|c| !c.is_empty()).collect())
         .collect();
     let forward: Vec<_> = rows.iter().filter(|r| r.len() == 4).collect();
     let trace: Vec<_> = rows.iter().filter(|r| r.len() == 6).collect();

@@ -13,34 +13,12 @@ use nvmmio::persist::{FdStorage, LogFile};
 type File = ManagedFile<LogFile, FdStorage>;
 
 fn open(dir: &Path) -> (File, Recovered) {
-    let data = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(dir.join("data"))
-        .unwrap();
-    let log = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(dir.join("data.log"))
-        .unwrap();
-    let settings = EngineSettings {
-        log_max: 1 << 20,
-        checkpoint_at: 512 << 10,
-    };
+    let data = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(dir.join("data")).unwrap();
+    let log =
+        OpenOptions::new().read(true).write(true).create(true).truncate(false).open(dir.join("data.log")).unwrap();
+    let settings = EngineSettings { log_max: 1 << 20, checkpoint_at: 512 << 10 };
     let log = LogFile::open(log.into_raw_fd(), 4096).unwrap();
-    File::open(
-        FdStorage {
-            fd: data.into_raw_fd(),
-        },
-        log,
-        settings,
-    )
-    .map_err(|e| e.to_string())
-    .unwrap()
+    File::open(FdStorage { fd: data.into_raw_fd() }, log, settings).map_err(|e| e.to_string()).unwrap()
 }
 
 fn read_all(file: &File) -> Vec<u8> {
@@ -81,11 +59,7 @@ fn exercise(dir: &Path, expect_pmem: bool) {
     let (file, recovered) = open(dir);
     assert!(recovered.applied >= 1, "{recovered:?}");
     assert_eq!(read_all(&file), model);
-    assert_eq!(
-        fs::read(dir.join("data")).unwrap(),
-        model,
-        "recovery applied the log to the data file"
-    );
+    assert_eq!(fs::read(dir.join("data")).unwrap(), model, "recovery applied the log to the data file");
 
     // A checkpoint leaves exactly the contents in the data file and an empty log.
     let (mut file, _) = open(dir);
@@ -123,9 +97,5 @@ fn engine_on_the_pmem_path() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && text.contains("1 passed"),
-        "{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success() && text.contains("1 passed"), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
 }

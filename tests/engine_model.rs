@@ -28,17 +28,12 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn bytes(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| seed.wrapping_add((i * 7 % 251) as u8))
-        .collect()
+    (0..len).map(|i| seed.wrapping_add((i * 7 % 251) as u8)).collect()
 }
 
 /// Small limits so that logs fill, grow and get checkpointed within a test.
 fn settings() -> EngineSettings {
-    EngineSettings {
-        log_max: 64 << 10,
-        checkpoint_at: 32 << 10,
-    }
+    EngineSettings { log_max: 64 << 10, checkpoint_at: 32 << 10 }
 }
 
 type File = ManagedFile<SimMedium, SimStorage>;

@@ -23,12 +23,7 @@ fn all_ways(script: &str, input: &[u8]) -> [RunResult; 3] {
             .unwrap()
             .map(|e| e.unwrap())
             .filter(|e| e.file_type().unwrap().is_file())
-            .map(|e| {
-                (
-                    e.file_name().to_string_lossy().into_owned(),
-                    fs::read(e.path()).unwrap(),
-                )
-            })
+            .map(|e| (e.file_name().to_string_lossy().into_owned(), fs::read(e.path()).unwrap()))
             .collect();
         files.sort();
         (stdout, files)
@@ -54,20 +49,12 @@ fn coreutils_copy_the_same_bytes() {
 
 #[test]
 fn exit_codes_and_errors_pass_through() {
-    for (script, code) in [
-        ("exit 3", 3),
-        ("cat /nonexistent/file", 1),
-        ("kill -TERM $$", 143),
-    ] {
+    for (script, code) in [("exit 3", 3), ("cat /nonexistent/file", 1), ("kill -TERM $$", 143)] {
         let dir = shm_dir();
         let kernel = sh(Under::Kernel, dir.path(), script);
         let forward = sh(Under::Forward, dir.path(), script);
         use std::os::unix::process::ExitStatusExt;
-        let status = |o: &std::process::Output| {
-            o.status
-                .code()
-                .unwrap_or(128 + o.status.signal().unwrap_or(0))
-        };
+        let status = |o: &std::process::Output| o.status.code().unwrap_or(128 + o.status.signal().unwrap_or(0));
         assert_eq!(status(&kernel), code, "{script}");
         assert_eq!(status(&forward), code, "{script}");
         assert_eq!(kernel.stderr, forward.stderr, "{script}");
@@ -94,30 +81,19 @@ fn sqlite_builds_and_checks_a_database() {
     let [kernel, forward, traced] = all_ways(script, b"");
     assert_eq!(kernel.0, forward.0);
     assert_eq!(kernel.0, traced.0);
-    assert!(
-        forward
-            .0
-            .starts_with("ok\n3600|7200000|row-00001|row-03999\n"),
-        "{}",
-        forward.0
-    );
+    assert!(forward.0.starts_with("ok\n3600|7200000|row-00001|row-03999\n"), "{}", forward.0);
 }
 
 #[test]
 fn db_bench_fills_and_reads_the_same_database() {
-    let script =
-        "db_bench --benchmarks=fillrandom,readrandom --num=20000 --value_size=100 --seed=42 \
+    let script = "db_bench --benchmarks=fillrandom,readrandom --num=20000 --value_size=100 --seed=42 \
         --threads=1 --db=$PWD/rocks --compression_type=none >bench.out 2>&1 && \
         grep -o '([0-9]* of [0-9]* found)' bench.out && \
         ldb --db=$PWD/rocks scan --hex | sha256sum";
     let [kernel, forward, traced] = all_ways(script, b"");
     assert_eq!(kernel.0, forward.0);
     assert_eq!(kernel.0, traced.0);
-    assert!(
-        forward.0.starts_with("(20000 of 20000 found)") || forward.0.contains("of 20000 found"),
-        "{}",
-        forward.0
-    );
+    assert!(forward.0.starts_with("(20000 of 20000 found)") || forward.0.contains("of 20000 found"), "{}", forward.0);
 }
 
 #[test]
@@ -171,18 +147,8 @@ print("child", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
 "#;
     let dir = shm_dir();
     fs::write(dir.path().join("t.py"), script).unwrap();
-    let kernel = ok(&run_under(
-        Under::Kernel,
-        dir.path(),
-        "/usr/bin/python3",
-        &["t.py"],
-    ));
-    let forward = ok(&run_under(
-        Under::Forward,
-        dir.path(),
-        "/usr/bin/python3",
-        &["t.py"],
-    ));
+    let kernel = ok(&run_under(Under::Kernel, dir.path(), "/usr/bin/python3", &["t.py"]));
+    let forward = ok(&run_under(Under::Forward, dir.path(), "/usr/bin/python3", &["t.py"]));
     assert_eq!(kernel, forward);
     assert_eq!(kernel.lines().count(), 9, "{kernel}");
     assert!(kernel.ends_with("child 7\n"));
@@ -227,23 +193,10 @@ fn pthread_cancel_reaches_threads_in_data_calls() {
 fn bad_arguments_get_the_kernels_errors() {
     let dir = shm_dir();
     let exe = compile_c("badargs", dir.path());
-    let outputs =
-        ALL_WAYS.map(|under| ok(&run_under(under, dir.path(), exe.to_str().unwrap(), &["f"])));
-    assert!(
-        outputs[0].contains("write-unmapped -1 EFAULT"),
-        "{}",
-        outputs[0]
-    );
-    assert!(
-        outputs[0].contains("lseek-pipe -1 ESPIPE"),
-        "{}",
-        outputs[0]
-    );
-    assert!(
-        outputs[0].ends_with("content 0123456789\n"),
-        "{}",
-        outputs[0]
-    );
+    let outputs = ALL_WAYS.map(|under| ok(&run_under(under, dir.path(), exe.to_str().unwrap(), &["f"])));
+    assert!(outputs[0].contains("write-unmapped -1 EFAULT"), "{}", outputs[0]);
+    assert!(outputs[0].contains("lseek-pipe -1 ESPIPE"), "{}", outputs[0]);
+    assert!(outputs[0].ends_with("content 0123456789\n"), "{}", outputs[0]);
     assert_eq!(outputs[0], outputs[1], "forward");
     assert_eq!(outputs[0], outputs[2], "trace");
 }
@@ -254,10 +207,7 @@ fn signal_handlers_and_interrupted_calls() {
     let exe = compile_c("signals", dir.path());
     for under in ALL_WAYS {
         let out = ok(&run_under(under, dir.path(), exe.to_str().unwrap(), &["f"]));
-        assert_eq!(
-            out, "bad=0 pipe_reads=50 handled_some=1 eintr=1\n",
-            "{under:?}"
-        );
+        assert_eq!(out, "bad=0 pipe_reads=50 handled_some=1 eintr=1\n", "{under:?}");
     }
 }
 
@@ -267,10 +217,7 @@ fn an_internal_panic_is_reported_once_and_the_call_still_runs() {
     fs::write(dir.path().join("input"), pattern(100_000, 9)).unwrap();
     for mode in ["forward", "trace"] {
         let out = Command::new("sh")
-            .args([
-                "-c",
-                "cat input | sha256sum; cat input > copy; cmp input copy && echo same",
-            ])
+            .args(["-c", "cat input | sha256sum; cat input > copy; cmp input copy && echo same"])
             .current_dir(dir.path())
             .env("LD_PRELOAD", library())
             .env("NVMMIO_MODE", mode)
@@ -278,16 +225,9 @@ fn an_internal_panic_is_reported_once_and_the_call_still_runs() {
             .env("NVMMIO_TEST_PANIC_IN", "openat")
             .output()
             .unwrap();
-        let expected = sh(
-            Under::Kernel,
-            dir.path(),
-            "sha256sum < input | sed 's/-$/-/'",
-        );
+        let expected = sh(Under::Kernel, dir.path(), "sha256sum < input | sed 's/-$/-/'");
         let stdout = ok(&out);
-        assert!(
-            stdout.starts_with(&String::from_utf8_lossy(&expected.stdout).into_owned()),
-            "{mode}: {stdout}"
-        );
+        assert!(stdout.starts_with(&String::from_utf8_lossy(&expected.stdout).into_owned()), "{mode}: {stdout}");
         assert!(stdout.ends_with("same\n"), "{mode}: {stdout}");
         // Once per process (sh, cat, sha256sum, cat, cmp), never more.
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -300,16 +240,9 @@ fn an_internal_panic_is_reported_once_and_the_call_still_runs() {
 
 #[test]
 fn the_library_has_a_non_executable_stack() {
-    let out = Command::new("readelf")
-        .arg("-lW")
-        .arg(library())
-        .output()
-        .expect("readelf");
+    let out = Command::new("readelf").arg("-lW").arg(library()).output().expect("readelf");
     let text = String::from_utf8_lossy(&out.stdout);
-    let stack = text
-        .lines()
-        .find(|l| l.contains("GNU_STACK"))
-        .expect("a GNU_STACK header");
+    let stack = text.lines().find(|l| l.contains("GNU_STACK")).expect("a GNU_STACK header");
     let flags: Vec<&str> = stack.split_whitespace().collect();
     assert_eq!(flags[flags.len() - 2], "RW", "{stack}");
 }

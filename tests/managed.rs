@@ -15,10 +15,7 @@ use common::*;
 /// Runs `script` in `dir` with `dir` managed (or not).
 fn sh_in(dir: &Path, managed: bool, script: &str) -> Output {
     let mut cmd = Command::new("/bin/sh");
-    cmd.args(["-c", script])
-        .current_dir(dir)
-        .env("LC_ALL", "C")
-        .env_remove("LD_PRELOAD");
+    cmd.args(["-c", script]).current_dir(dir).env("LC_ALL", "C").env_remove("LD_PRELOAD");
     if managed {
         cmd.env("LD_PRELOAD", library()).env("NVMMIO_DIRS", dir);
     }
@@ -36,10 +33,7 @@ fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
             if p.is_dir() {
                 walk(base, &p, out);
             } else {
-                out.push((
-                    p.strip_prefix(base).unwrap().display().to_string(),
-                    fs::read(&p).unwrap(),
-                ));
+                out.push((p.strip_prefix(base).unwrap().display().to_string(), fs::read(&p).unwrap()));
             }
         }
     }
@@ -63,22 +57,13 @@ fn same_both_ways(script: &str, check_files: bool) {
             assert_eq!(k.len(), m.len(), "{script}");
             for ((kn, kb), (mn, mb)) in k.iter().zip(&m) {
                 assert_eq!(kn, mn);
-                assert!(
-                    kb == mb,
-                    "{script}: {kn} differs ({} vs {} bytes)",
-                    kb.len(),
-                    mb.len()
-                );
+                assert!(kb == mb, "{script}: {kn} differs ({} vs {} bytes)", kb.len(), mb.len());
             }
         }
         // Nothing is left in the logs once the programs have exited.
         let logs = managed_dir.join(".nvmmio");
         if logs.exists() {
-            assert_eq!(
-                fs::read_dir(&logs).unwrap().count(),
-                0,
-                "{script}: logs left behind"
-            );
+            assert_eq!(fs::read_dir(&logs).unwrap().count(), 0, "{script}: logs left behind");
         }
     }
 }
@@ -170,10 +155,7 @@ print(out)
     let kernel = ok(&sh_in(dir.path(), false, "/usr/bin/python3 t.py"));
     let managed = ok(&sh_in(dir.path(), true, "/usr/bin/python3 t.py"));
     assert_eq!(kernel, managed);
-    assert!(
-        kernel.contains("b'APP!!'") || kernel.contains("APP!!"),
-        "{kernel}"
-    );
+    assert!(kernel.contains("b'APP!!'") || kernel.contains("APP!!"), "{kernel}");
 }
 
 #[test]
@@ -184,15 +166,7 @@ fn data_calls_do_not_reach_the_kernel() {
         .args(["-f", "-c", "-o", "counts.txt", "-E"])
         .arg(format!("LD_PRELOAD={}", library().display()))
         .args(["-E", &format!("NVMMIO_DIRS={}", dir.path().display())])
-        .args([
-            "fio",
-            "--name=rw",
-            "--filename=f.dat",
-            "--size=16M",
-            "--bs=4k",
-            "--rw=randrw",
-            "--ioengine=psync",
-        ])
+        .args(["fio", "--name=rw", "--filename=f.dat", "--size=16M", "--bs=4k", "--rw=randrw", "--ioengine=psync"])
         .args(["--io_size=16M", "--fsync=16", "--output-format=terse"])
         .current_dir(dir.path())
         .output()
@@ -200,13 +174,10 @@ fn data_calls_do_not_reach_the_kernel() {
     ok(&out);
     let counts = fs::read_to_string(dir.path().join("counts.txt")).unwrap();
     let calls = |name: &str| {
-        counts
-            .lines()
-            .find(|l| l.split_whitespace().last() == Some(name))
-            .map_or(0, |l| {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                f[3].parse::<u64>().unwrap()
-            })
+        counts.lines().find(|l| l.split_whitespace().last() == Some(name)).map_or(0, |l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f[3].parse::<u64>().unwrap()
+        })
     };
     // 4096 I/Os and 128 fsyncs were issued by fio.
     assert!(calls("pread64") + calls("pwrite64") < 50, "{counts}");
@@ -231,37 +202,20 @@ fn killed_writers_recover_to_their_last_fsync() {
             .env("NVMMIO_CHECKPOINT_AT", "256k")
             .spawn()
             .unwrap();
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         // Start-up under the preload takes ~75 ms (libc is disassembled); kill during the writes.
         std::thread::sleep(Duration::from_millis(120 + (seed >> 33) % 300));
         child.kill().unwrap();
         child.wait().unwrap();
         let out = nvmmio_cmd(work.path(), &["recover", dir.to_str().unwrap()]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        let synced: Option<u64> = fs::read_to_string(&side)
-            .unwrap_or_default()
-            .lines()
-            .last()
-            .map(|l| l.parse().unwrap());
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+        let synced: Option<u64> =
+            fs::read_to_string(&side).unwrap_or_default().lines().last().map(|l| l.parse().unwrap());
         let data = fs::read(dir.join("data")).unwrap_or_default();
-        assert_eq!(
-            data.len() % 4096,
-            0,
-            "round {round}: torn size {}",
-            data.len()
-        );
+        assert_eq!(data.len() % 4096, 0, "round {round}: torn size {}", data.len());
         let records = data.len() / 4096;
         if let Some(s) = synced {
-            assert!(
-                records as u64 > s,
-                "round {round}: fsynced record {s} lost ({records} records)"
-            );
+            assert!(records as u64 > s, "round {round}: fsynced record {s} lost ({records} records)");
         }
         for (i, rec) in data.chunks(4096).enumerate() {
             let mut expect = [0u8; 4096];
@@ -271,10 +225,7 @@ fn killed_writers_recover_to_their_last_fsync() {
                 sum = sum.wrapping_mul(31).wrapping_add(*byte as u32);
             }
             expect[4092..].copy_from_slice(&sum.to_ne_bytes());
-            assert!(
-                rec == expect,
-                "round {round}: record {i} of {records} torn or wrong (synced {synced:?})"
-            );
+            assert!(rec == expect, "round {round}: record {i} of {records} torn or wrong (synced {synced:?})");
         }
     }
 }

@@ -12,18 +12,14 @@ use common::*;
 
 /// (name, return value) of each finished call in an nvmmio trace file.
 fn nvmmio_calls(text: &str) -> Vec<(String, String)> {
-    text.lines()
-        .filter_map(|l| parse_line(l.split_once(' ')?.1))
-        .collect()
+    text.lines().filter_map(|l| parse_line(l.split_once(' ')?.1)).collect()
 }
 
 /// (name, return value) of each finished call in `strace -f -o` output (`PID name(...) = ret`).
 fn strace_calls(text: &str) -> Vec<(String, String)> {
     text.lines()
         .filter_map(|l| {
-            let rest = l
-                .trim_start_matches(|c: char| c.is_ascii_digit())
-                .trim_start();
+            let rest = l.trim_start_matches(|c: char| c.is_ascii_digit()).trim_start();
             parse_line(rest)
         })
         .collect()
@@ -31,11 +27,7 @@ fn strace_calls(text: &str) -> Vec<(String, String)> {
 
 /// `name(args) = ret [errno ...] [<time>]` -> (name, ret); skips unfinished and resumed lines.
 fn parse_line(line: &str) -> Option<(String, String)> {
-    if line.starts_with('<')
-        || line.contains("<unfinished")
-        || line.starts_with("+++")
-        || line.starts_with("---")
-    {
+    if line.starts_with('<') || line.contains("<unfinished") || line.starts_with("+++") || line.starts_with("---") {
         return None;
     }
     let name = line.split('(').next()?.to_string();
@@ -61,17 +53,10 @@ fn trace(dir: &Path, opts: &[&str], cmd: &[&str]) -> std::process::Output {
 
 /// The calls from the first one that names `marker` on, to compare runs that differ only in
 /// start-up (the dynamic loader's calls are not libc's and are not intercepted).
-fn from_marker(
-    calls: &[(String, String)],
-    text_lines: &[&str],
-    marker: &str,
-) -> Vec<(String, String)> {
+fn from_marker(calls: &[(String, String)], text_lines: &[&str], marker: &str) -> Vec<(String, String)> {
     let idx = text_lines
         .iter()
-        .filter(|l| {
-            parse_line(l.trim_start_matches(|c: char| c.is_ascii_digit() || c == '/' || c == ' '))
-                .is_some()
-        })
+        .filter(|l| parse_line(l.trim_start_matches(|c: char| c.is_ascii_digit() || c == '/' || c == ' ')).is_some())
         .position(|l| l.contains(marker))
         .unwrap_or_else(|| panic!("marker {marker} not found"));
     calls[idx..].to_vec()
@@ -83,14 +68,7 @@ fn same_call_sequence_as_strace() {
     fs::write(dir.path().join("input.txt"), pattern(300_000, 3)).unwrap();
     let programs: [&[&str]; 3] = [
         &["cat", "input.txt"],
-        &[
-            "dd",
-            "if=input.txt",
-            "of=out.bin",
-            "bs=8192",
-            "count=20",
-            "status=none",
-        ],
+        &["dd", "if=input.txt", "of=out.bin", "bs=8192", "count=20", "status=none"],
         &["cp", "input.txt", "copy.txt"],
     ];
     for cmd in programs {
@@ -113,21 +91,9 @@ fn same_call_sequence_as_strace() {
         let theirs = from_marker(&strace_calls(&theirs_text), &theirs_lines, marker);
         // Addresses (mmap) differ from run to run; compare those by name only.
         let norm = |v: Vec<(String, String)>| -> Vec<(String, String)> {
-            v.into_iter()
-                .map(|(n, r)| {
-                    if r.starts_with("0x") {
-                        (n, "ADDR".into())
-                    } else {
-                        (n, r)
-                    }
-                })
-                .collect()
+            v.into_iter().map(|(n, r)| if r.starts_with("0x") { (n, "ADDR".into()) } else { (n, r) }).collect()
         };
-        assert_eq!(
-            norm(ours),
-            norm(theirs),
-            "{cmd:?}\n--- nvmmio:\n{ours_text}\n--- strace:\n{theirs_text}"
-        );
+        assert_eq!(norm(ours), norm(theirs), "{cmd:?}\n--- nvmmio:\n{ours_text}\n--- strace:\n{theirs_text}");
     }
 }
 
@@ -150,11 +116,7 @@ if pid == 0:
 os.waitpid(pid, 0)
 "#;
     fs::write(dir.path().join("t.py"), script).unwrap();
-    let out = trace(
-        dir.path(),
-        &["-o", "t.trace", "-e", "file,data,process"],
-        &["/usr/bin/python3", "t.py"],
-    );
+    let out = trace(dir.path(), &["-o", "t.trace", "-e", "file,data,process"], &["/usr/bin/python3", "t.py"]);
     assert!(out.status.success(), "{out:?}");
     let text = fs::read_to_string(dir.path().join("t.trace")).unwrap();
     for expected in [
@@ -181,20 +143,14 @@ os.waitpid(pid, 0)
     };
     assert!(text.lines().all(re_ok), "{text}");
     // The filter held: no memory or network calls.
-    assert!(
-        !text.contains(" mmap(") && !text.contains(" socket("),
-        "{text}"
-    );
+    assert!(!text.contains(" mmap(") && !text.contains(" socket("), "{text}");
 }
 
 #[test]
 fn summary_totals_match_the_lines() {
     let dir = shm_dir();
-    let out = trace(
-        dir.path(),
-        &["-C", "-o", "both.trace"],
-        &["sh", "-c", "ls / >/dev/null; cat /etc/hostname >/dev/null"],
-    );
+    let out =
+        trace(dir.path(), &["-C", "-o", "both.trace"], &["sh", "-c", "ls / >/dev/null; cat /etc/hostname >/dev/null"]);
     assert!(out.status.success(), "{out:?}");
     let text = fs::read_to_string(dir.path().join("both.trace")).unwrap();
     let (lines, table) = text.split_at(text.find("% time").expect("summary table"));
@@ -204,9 +160,7 @@ fn summary_totals_match_the_lines() {
         if rest.starts_with("<...") {
             continue;
         }
-        *counted
-            .entry(rest.split('(').next().unwrap().to_string())
-            .or_default() += 1;
+        *counted.entry(rest.split('(').next().unwrap().to_string()).or_default() += 1;
     }
     let mut table_total = 0;
     for row in table.lines().skip(2).filter(|l| !l.starts_with("---")) {
@@ -233,11 +187,7 @@ fn summary_totals_match_the_lines() {
 #[test]
 fn one_file_per_process_with_ff() {
     let dir = shm_dir();
-    let out = trace(
-        dir.path(),
-        &["-ff", "-o", "pp"],
-        &["sh", "-c", "/bin/echo one; /bin/echo two"],
-    );
+    let out = trace(dir.path(), &["-ff", "-o", "pp"], &["sh", "-c", "/bin/echo one; /bin/echo two"]);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(out.stdout, b"one\ntwo\n");
     let files: Vec<_> = fs::read_dir(dir.path())
@@ -250,18 +200,11 @@ fn one_file_per_process_with_ff() {
         let pid = f.trim_start_matches("pp.");
         let text = fs::read_to_string(dir.path().join(f)).unwrap();
         assert!(!text.is_empty());
-        assert!(
-            text.lines().all(|l| l.starts_with(&format!("{pid}/"))),
-            "{f}:\n{text}"
-        );
+        assert!(text.lines().all(|l| l.starts_with(&format!("{pid}/"))), "{f}:\n{text}");
     }
     let echoes = files
         .iter()
-        .filter(|f| {
-            fs::read_to_string(dir.path().join(f))
-                .unwrap()
-                .contains("write(1, \"one\\n\", 4) = 4")
-        })
+        .filter(|f| fs::read_to_string(dir.path().join(f)).unwrap().contains("write(1, \"one\\n\", 4) = 4"))
         .count();
     assert_eq!(echoes, 1);
 }
@@ -273,46 +216,24 @@ fn threads_write_whole_lines() {
         def w():\n    fd = os.open('/dev/null', os.O_WRONLY)\n    [os.write(fd, b'x' * 50) for _ in range(2000)]\n    os.close(fd)\n\
         ts = [threading.Thread(target=w) for _ in range(4)]\n[t.start() for t in ts]\n[t.join() for t in ts]\n";
     fs::write(dir.path().join("t.py"), script).unwrap();
-    let out = trace(
-        dir.path(),
-        &["-o", "th.trace", "-e", "write"],
-        &["/usr/bin/python3", "t.py"],
-    );
+    let out = trace(dir.path(), &["-o", "th.trace", "-e", "write"], &["/usr/bin/python3", "t.py"]);
     assert!(out.status.success(), "{out:?}");
     let text = fs::read_to_string(dir.path().join("th.trace")).unwrap();
-    let writes: Vec<&str> = text
-        .lines()
-        .filter(|l| l.contains(", 50) = 50 <"))
-        .collect();
+    let writes: Vec<&str> = text.lines().filter(|l| l.contains(", 50) = 50 <")).collect();
     assert_eq!(writes.len(), 8000);
-    assert!(
-        text.lines()
-            .all(|l| l.contains(" write(") && l.ends_with('>')),
-        "a broken line"
-    );
-    let tids: std::collections::HashSet<&str> = writes
-        .iter()
-        .map(|l| l.split(' ').next().unwrap())
-        .collect();
+    assert!(text.lines().all(|l| l.contains(" write(") && l.ends_with('>')), "a broken line");
+    let tids: std::collections::HashSet<&str> = writes.iter().map(|l| l.split(' ').next().unwrap()).collect();
     assert_eq!(tids.len(), 4, "{tids:?}");
 }
 
 #[test]
 fn filters_by_class_and_name() {
     let dir = shm_dir();
-    let out = trace(
-        dir.path(),
-        &["-o", "f.trace", "-e", "openat,close"],
-        &["cat", "/etc/hostname"],
-    );
+    let out = trace(dir.path(), &["-o", "f.trace", "-e", "openat,close"], &["cat", "/etc/hostname"]);
     assert!(out.status.success());
     let text = fs::read_to_string(dir.path().join("f.trace")).unwrap();
-    let names: std::collections::HashSet<String> =
-        nvmmio_calls(&text).into_iter().map(|(n, _)| n).collect();
-    assert_eq!(
-        names,
-        ["openat", "close"].map(String::from).into_iter().collect()
-    );
+    let names: std::collections::HashSet<String> = nvmmio_calls(&text).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["openat", "close"].map(String::from).into_iter().collect());
 
     let out = trace(dir.path(), &["-e", "bogus"], &["true"]);
     assert!(!out.status.success());
@@ -323,18 +244,11 @@ fn filters_by_class_and_name() {
 fn trace_goes_to_stderr_by_default_and_survives_redirection() {
     let dir = shm_dir();
     // The program closes its own stderr; the trace still reaches ours.
-    let out = trace(
-        dir.path(),
-        &["-e", "openat"],
-        &["sh", "-c", "exec 2>&-; cat /etc/hostname"],
-    );
+    let out = trace(dir.path(), &["-e", "openat"], &["sh", "-c", "exec 2>&-; cat /etc/hostname"]);
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     // The file takes descriptor 2, which the program freed.
-    assert!(
-        stderr.contains("openat(AT_FDCWD, \"/etc/hostname\", O_RDONLY) = 2 <"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("openat(AT_FDCWD, \"/etc/hostname\", O_RDONLY) = 2 <"), "{stderr}");
 }
 
 #[test]
@@ -343,11 +257,7 @@ fn programs_cannot_close_the_trace_descriptor() {
     // Python's subprocess closes every descriptor above 2 in the child (close_range).
     let script = "import os, subprocess\nos.closerange(3, 65536)\nsubprocess.run(['/bin/true'], close_fds=True)\nprint('done')\n";
     fs::write(dir.path().join("t.py"), script).unwrap();
-    let out = trace(
-        dir.path(),
-        &["-o", "c.trace"],
-        &["/usr/bin/python3", "t.py"],
-    );
+    let out = trace(dir.path(), &["-o", "c.trace"], &["/usr/bin/python3", "t.py"]);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(out.stdout, b"done\n");
     let text = fs::read_to_string(dir.path().join("c.trace")).unwrap();

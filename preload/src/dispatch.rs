@@ -43,17 +43,10 @@ pub const ALWAYS_WHILE_TRACING: [i64; 10] = [
 
 pub fn dispatch(nr: usize, args: [usize; 6]) -> Action {
     if crate::SETTINGS.get().and_then(|s| s.test_panic_in) == Some(nr) {
-        panic!(
-            "injected failure in {} (NVMMIO_TEST_PANIC_IN)",
-            nvmmio_core::trace::names::NAMES[nr]
-        );
+        panic!("injected failure in {} (NVMMIO_TEST_PANIC_IN)", nvmmio_core::trace::names::NAMES[nr]);
     }
     let tracer = tracer::get();
-    let start = if tracer.is_some() {
-        sys::monotonic_ns()
-    } else {
-        0
-    };
+    let start = if tracer.is_some() { sys::monotonic_ns() } else { 0 };
     let report = |result: isize| {
         if let Some(t) = tracer {
             t.completed(nr, args, result, sys::monotonic_ns() - start);
@@ -76,18 +69,12 @@ pub fn dispatch(nr: usize, args: [usize; 6]) -> Action {
         // syscall_intercept cannot give a clone3 child its own stack safely; glibc falls back
         // to clone when clone3 is missing.
         libc::SYS_clone3 => report(Errno(libc::ENOSYS).to_raw()),
-        libc::SYS_clone | libc::SYS_fork | libc::SYS_vfork => {
-            process::fork_or_clone(tracer, nr, args)
-        }
+        libc::SYS_clone | libc::SYS_fork | libc::SYS_vfork => process::fork_or_clone(tracer, nr, args),
         libc::SYS_execve | libc::SYS_execveat if tracer.is_some() => {
             if let Some(t) = tracer {
                 t.before_exec(nr, args);
             }
-            Action::Run(Pending {
-                start,
-                exec: true,
-                managed: false,
-            })
+            Action::Run(Pending { start, exec: true, managed: false })
         }
         libc::SYS_exit_group | libc::SYS_exit | libc::SYS_rt_sigreturn if tracer.is_some() => {
             if let Some(t) = tracer {
@@ -98,11 +85,7 @@ pub fn dispatch(nr: usize, args: [usize; 6]) -> Action {
             }
             Action::Forward
         }
-        _ if tracer.is_some() || managed_after => Action::Run(Pending {
-            start,
-            exec: false,
-            managed: managed_after,
-        }),
+        _ if tracer.is_some() || managed_after => Action::Run(Pending { start, exec: false, managed: managed_after }),
         _ => Action::Forward,
     }
 }

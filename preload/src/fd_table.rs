@@ -67,12 +67,7 @@ pub fn before_call(nr: usize, args: [usize; 6]) {
 }
 
 /// The calls `before_call` must see.
-pub const INVALIDATING: [i64; 4] = [
-    libc::SYS_close,
-    libc::SYS_close_range,
-    libc::SYS_dup2,
-    libc::SYS_dup3,
-];
+pub const INVALIDATING: [i64; 4] = [libc::SYS_close, libc::SYS_close_range, libc::SYS_dup2, libc::SYS_dup3];
 
 #[cfg(test)]
 mod tests {

@@ -37,8 +37,7 @@ pub fn install_hooks() {
         core::ptr::addr_of_mut!(intercept_hook_point_clone_parent).write(Some(hook::clone_parent));
         // The entry is C-unwind (see hook::entry); the calling convention is the same as the
         // C function type syscall_intercept declares.
-        let entry: syscall_intercept::HookFn =
-            std::mem::transmute::<HookEntry, syscall_intercept::HookFn>(hook::entry);
+        let entry: syscall_intercept::HookFn = std::mem::transmute::<HookEntry, syscall_intercept::HookFn>(hook::entry);
         set_hook_fn(entry);
     }
 }

@@ -15,13 +15,7 @@ pub struct Guard(());
 
 /// Enters nvmmio, or returns `None` if this thread is already inside (a nested call).
 pub fn enter() -> Option<Guard> {
-    INSIDE.with(|inside| {
-        if inside.replace(true) {
-            None
-        } else {
-            Some(Guard(()))
-        }
-    })
+    INSIDE.with(|inside| if inside.replace(true) { None } else { Some(Guard(())) })
 }
 
 /// Runs `f` (a call that may not return, like execve) with the guard lowered. A vfork child
@@ -52,8 +46,6 @@ mod tests {
         assert!(enter().is_none());
         drop(outer);
         assert!(enter().is_some());
-        std::thread::spawn(|| assert!(enter().is_some()))
-            .join()
-            .unwrap();
+        std::thread::spawn(|| assert!(enter().is_some())).join().unwrap();
     }
 }

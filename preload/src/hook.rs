@@ -107,9 +107,7 @@ fn handle_wanted(nr: usize, args: [usize; 6]) -> Option<isize> {
         Ok(Action::Run(pending)) => {
             // Outside the fence: catch_unwind would turn a pthread_cancel unwind into an abort.
             let value = guard::lowered(&inside, || dispatch::run(nr, args));
-            let _ = catch_unwind(AssertUnwindSafe(|| {
-                dispatch::finish(nr, args, value, pending)
-            }));
+            let _ = catch_unwind(AssertUnwindSafe(|| dispatch::finish(nr, args, value, pending)));
             Some(value)
         }
     };
@@ -143,12 +141,8 @@ pub fn install_panic_reporter() {
                 .copied()
                 .or_else(|| info.payload().downcast_ref::<String>().map(String::as_str))
                 .unwrap_or("panic");
-            let place = info
-                .location()
-                .map(|l| format!(" at {}:{}", l.file(), l.line()))
-                .unwrap_or_default();
-            let msg =
-                format!("nvmmio: internal error{place}: {what}; calls are passed to the kernel\n");
+            let place = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+            let msg = format!("nvmmio: internal error{place}: {what}; calls are passed to the kernel\n");
             let _ = nvmmio_core::sys::write_all(2, msg.as_bytes());
         }
     }));

@@ -40,10 +40,7 @@ fn init() {
         Ok(s) => s,
         Err(msg) => {
             // Asked-for configuration is wrong: say so once, then stay out of the way.
-            let _ = nvmmio_core::sys::write_all(
-                2,
-                format!("nvmmio: {msg}; running without nvmmio\n").as_bytes(),
-            );
+            let _ = nvmmio_core::sys::write_all(2, format!("nvmmio: {msg}; running without nvmmio\n").as_bytes());
             return;
         }
     };

@@ -59,17 +59,8 @@ pub fn is_borrowed() -> bool {
     VFORK.with(|c| c.set(None));
     forget_ids();
     if let Some(t) = tracer::get() {
-        let result = if v.child_pid > 0 {
-            v.child_pid as isize
-        } else {
-            -(libc::EAGAIN as isize)
-        };
-        t.completed(
-            libc::SYS_vfork as usize,
-            [0; 6],
-            result,
-            sys::monotonic_ns() - v.start,
-        );
+        let result = if v.child_pid > 0 { v.child_pid as isize } else { -(libc::EAGAIN as isize) };
+        t.completed(libc::SYS_vfork as usize, [0; 6], result, sys::monotonic_ns() - v.start);
     }
     false
 }
@@ -100,32 +91,16 @@ pub fn fork_or_clone(t: Option<&Tracer>, nr: usize, args: [usize; 6]) -> Action 
     if nr as i64 == libc::SYS_vfork {
         is_borrowed();
         let parent_pid = sys::getpid();
-        VFORK.with(|c| {
-            c.set(Some(PendingVfork {
-                parent_pid,
-                child_pid: 0,
-                start: sys::monotonic_ns(),
-            }))
-        });
+        VFORK.with(|c| c.set(Some(PendingVfork { parent_pid, child_pid: 0, start: sys::monotonic_ns() })));
         return Action::Forward;
     }
-    let flags = if nr as i64 == libc::SYS_clone {
-        args[0] as u64
-    } else {
-        0
-    };
+    let flags = if nr as i64 == libc::SYS_clone { args[0] as u64 } else { 0 };
     let new_stack = nr as i64 == libc::SYS_clone && args[1] != 0;
     if new_stack || flags & libc::CLONE_VM as u64 != 0 {
         // A thread or a child sharing our memory: only syscall_intercept's wrapper can start it
         // on its own stack. The result comes back in `clone_parent`.
         let report = t.is_some_and(|t| t.wants(nr));
-        PENDING.with(|p| {
-            p.set(Some(PendingClone {
-                args,
-                start: sys::monotonic_ns(),
-                report,
-            }))
-        });
+        PENDING.with(|p| p.set(Some(PendingClone { args, start: sys::monotonic_ns(), report })));
         return Action::Forward;
     }
     // A plain fork: it returns twice, here.
@@ -175,12 +150,7 @@ pub fn clone_parent(result: isize) {
     forget_ids();
     if let (Some(p), Some(t)) = (PENDING.with(Cell::take), tracer::get()) {
         if p.report {
-            t.completed(
-                libc::SYS_clone as usize,
-                p.args,
-                result,
-                sys::monotonic_ns() - p.start,
-            );
+            t.completed(libc::SYS_clone as usize, p.args, result, sys::monotonic_ns() - p.start);
         }
     }
 }

@@ -27,10 +27,7 @@ fn set_bit(fd: i32, on: bool) {
 }
 
 fn is_reserved(fd: i32) -> bool {
-    usize::try_from(fd)
-        .ok()
-        .and_then(|f| RESERVED.get(f / 64))
-        .is_some_and(|w| w.load(Relaxed) & (1 << (fd % 64)) != 0)
+    usize::try_from(fd).ok().and_then(|f| RESERVED.get(f / 64)).is_some_and(|w| w.load(Relaxed) & (1 << (fd % 64)) != 0)
 }
 
 /// The trace output descriptor, or -1.
@@ -40,11 +37,21 @@ pub fn trace_fd() -> i32 {
 
 /// Moves `fd` to a high close-on-exec number and reserves it; returns the new number.
 pub fn reserve(fd: i32) -> Result<i32, Errno> {
-    let high = sys::dup_cloexec_at_least(fd, lowest_reserved_number());
+    let high = reserve_copy(fd);
     let _ = sys::close(fd);
-    let high = high?;
+    high
+}
+
+/// Reserves a high close-on-exec copy of `fd` (which stays open); returns its number.
+pub fn reserve_copy(fd: i32) -> Result<i32, Errno> {
+    let high = sys::dup_cloexec_at_least(fd, lowest_reserved_number())?;
     set_bit(high, true);
     Ok(high)
+}
+
+/// Stops guarding `fd` (its owner is about to close it).
+pub fn unreserve(fd: i32) {
+    set_bit(fd, false);
 }
 
 /// Closes a descriptor reserved with [`reserve`].
@@ -62,33 +69,28 @@ pub fn replace_trace_output(fd: i32) -> Result<(), Errno> {
         TRACE.store(high, Relaxed);
         return Ok(());
     }
-    let a = [
-        fd as usize,
-        current as usize,
-        libc::O_CLOEXEC as usize,
-        0,
-        0,
-        0,
-    ];
+    let a = [fd as usize, current as usize, libc::O_CLOEXEC as usize, 0, 0, 0];
     let result = Errno::result(run(libc::SYS_dup3 as usize, a)).map(drop);
     let _ = sys::close(fd);
     result
 }
 
-/// Just below the soft descriptor limit, where programs rarely look.
+/// Just below the soft descriptor limit, where programs rarely look (computed once).
 fn lowest_reserved_number() -> i32 {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    let a = [
-        0,
-        libc::RLIMIT_NOFILE as usize,
-        0,
-        &mut limit as *mut libc::rlimit as usize,
-        0,
-        0,
-    ];
+    static LOWEST: AtomicI32 = AtomicI32::new(0);
+    match LOWEST.load(Relaxed) {
+        0 => {
+            let n = compute_lowest_reserved_number();
+            LOWEST.store(n, Relaxed);
+            n
+        }
+        n => n,
+    }
+}
+
+fn compute_lowest_reserved_number() -> i32 {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let a = [0, libc::RLIMIT_NOFILE as usize, 0, &mut limit as *mut libc::rlimit as usize, 0, 0];
     match Errno::result(run(libc::SYS_prlimit64 as usize, a)) {
         Ok(_) => limit.rlim_cur.clamp(256, 1 << 16) as i32 - 128,
         Err(_) => 896,
@@ -104,9 +106,7 @@ pub fn protect(nr: usize, args: [usize; 6]) -> Option<isize> {
             if first > last {
                 return None;
             }
-            let reserved: Vec<u32> = (first..=last.min(65535))
-                .filter(|&fd| is_reserved(fd as i32))
-                .collect();
+            let reserved: Vec<u32> = (first..=last.min(65535)).filter(|&fd| is_reserved(fd as i32)).collect();
             if reserved.is_empty() {
                 return None;
             }

@@ -99,8 +99,7 @@ fn libc_result(raw: isize) -> isize {
 /// program costs a misprediction (about 5 ns). Like libc's wrappers, we execute just one.
 #[inline(always)]
 fn serve(nr: i64, args: [usize; 6], cancellation_point: bool) -> Option<isize> {
-    let cancellable =
-        cancellation_point && ORIGINALS.get().is_some_and(Option::is_some) && !single_threaded();
+    let cancellable = cancellation_point && ORIGINALS.get().is_some_and(Option::is_some) && !single_threaded();
     if cancellable && !fd_table::never_blocks(args[0] as i32) {
         // libc's wrapper makes the (possibly blocking) call cancellable; it then reaches us
         // through syscall_intercept.
@@ -126,10 +125,7 @@ fn serve(nr: i64, args: [usize; 6], cancellation_point: bool) -> Option<isize> {
 
 fn originals() -> &'static Originals {
     // `serve` returns None only when they were found.
-    ORIGINALS
-        .get()
-        .and_then(Option::as_ref)
-        .expect("libc originals resolved")
+    ORIGINALS.get().and_then(Option::as_ref).expect("libc originals resolved")
 }
 
 /// Exports each name as a fast entry for system call `$nr`. A `Some` fallback (libc's own

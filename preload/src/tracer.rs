@@ -44,10 +44,7 @@ pub fn init(settings: &'static Settings) {
         Some(Err(_)) => return complain("trace output path contains a NUL byte"),
         None => None,
     };
-    let tracer = Tracer {
-        settings: &settings.trace,
-        output,
-    };
+    let tracer = Tracer { settings: &settings.trace, output };
     if let Err(e) = tracer.open_output() {
         return complain(&format!("cannot open the trace output: {e}"));
     }
@@ -90,8 +87,8 @@ impl Tracer {
         let fd = match &self.output {
             Some(prefix) => {
                 let mut buf = LineBuf::new();
-                let path = output_path(prefix, self.settings.per_process, &mut buf)
-                    .ok_or(sys::Errno(libc::ENAMETOOLONG))?;
+                let path =
+                    output_path(prefix, self.settings.per_process, &mut buf).ok_or(sys::Errno(libc::ENAMETOOLONG))?;
                 let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND | libc::O_CLOEXEC;
                 sys::open(path, flags, 0o644)?
             }
@@ -112,12 +109,7 @@ impl Tracer {
         }
         if self.lines() {
             self.emit(|line, opts| {
-                decode::write_call(
-                    line,
-                    &Call { nr, args },
-                    Outcome::Returned { raw, nanos },
-                    opts,
-                )
+                decode::write_call(line, &Call { nr, args }, Outcome::Returned { raw, nanos }, opts)
             });
         }
     }
@@ -131,9 +123,7 @@ impl Tracer {
             COUNTERS.record(nr, 0, false);
         }
         if self.lines() {
-            self.emit(|line, opts| {
-                decode::write_call(line, &Call { nr, args }, Outcome::Pending, opts)
-            });
+            self.emit(|line, opts| decode::write_call(line, &Call { nr, args }, Outcome::Pending, opts));
         }
     }
 

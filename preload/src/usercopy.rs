@@ -105,8 +105,7 @@ pub fn copy_cstr_from_user(src: usize, buf: &mut [u8]) -> Result<&std::ffi::CStr
         let chunk = (4096 - (src + done) % 4096).min(buf.len() - done);
         copy_from_user(&mut buf[done..done + chunk], src + done)?;
         if let Some(nul) = buf[done..done + chunk].iter().position(|&b| b == 0) {
-            return std::ffi::CStr::from_bytes_with_nul(&buf[..done + nul + 1])
-                .map_err(|_| Errno(libc::EINVAL));
+            return std::ffi::CStr::from_bytes_with_nul(&buf[..done + nul + 1]).map_err(|_| Errno(libc::EINVAL));
         }
         done += chunk;
     }
@@ -216,8 +215,7 @@ extern "C" fn on_fault(sig: i32, info: *mut libc::siginfo_t, ctx: *mut libc::c_v
             }
             if flags & libc::SA_SIGINFO != 0 {
                 // SAFETY: the program registered this function with the SA_SIGINFO signature.
-                let f: extern "C" fn(i32, *mut libc::siginfo_t, *mut libc::c_void) =
-                    unsafe { std::mem::transmute(h) };
+                let f: extern "C" fn(i32, *mut libc::siginfo_t, *mut libc::c_void) = unsafe { std::mem::transmute(h) };
                 f(sig, info, ctx);
             } else {
                 // SAFETY: the program registered this function with the plain signature.

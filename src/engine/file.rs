@@ -28,10 +28,7 @@ pub struct EngineSettings {
 
 impl Default for EngineSettings {
     fn default() -> Self {
-        EngineSettings {
-            log_max: 256 << 20,
-            checkpoint_at: 64 << 20,
-        }
+        EngineSettings { log_max: 256 << 20, checkpoint_at: 64 << 20 }
     }
 }
 
@@ -131,16 +128,9 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
     }
 
     /// Opens a file, first applying whatever its log committed (recovery).
-    pub fn open(
-        mut data: S,
-        medium: M,
-        settings: EngineSettings,
-    ) -> Result<(Self, Recovered), OpenError> {
+    pub fn open(mut data: S, medium: M, settings: EngineSettings) -> Result<(Self, Recovered), OpenError> {
         let opened = Log::open(medium, settings.log_max)?;
-        let recovered = Recovered {
-            applied: opened.committed.len(),
-            discarded: opened.discarded,
-        };
+        let recovered = Recovered { applied: opened.committed.len(), discarded: opened.discarded };
         let mut log = opened.log;
         if !opened.committed.is_empty() || opened.discarded > 0 {
             replay(&mut data, &log, &opened.committed)?;
@@ -211,10 +201,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
             if let Some(slot) = self.index.get(&block) {
                 self.base_pieces(base_from..pos, sink)?;
                 let in_block = (pos - block * BLOCK) as usize;
-                sink(Piece::Bytes(self.log.bytes(
-                    slot.pos + in_block as u64,
-                    (chunk_end - pos) as usize,
-                )))?;
+                sink(Piece::Bytes(self.log.bytes(slot.pos + in_block as u64, (chunk_end - pos) as usize)))?;
                 base_from = chunk_end;
             }
             pos = chunk_end;
@@ -234,10 +221,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         }
         let valid_end = range.end.min(self.data_valid).max(range.start);
         let got = if valid_end > range.start {
-            self.data
-                .with_bytes(range.start, (valid_end - range.start) as usize, &mut |b| {
-                    sink(Piece::Bytes(b))
-                })?
+            self.data.with_bytes(range.start, (valid_end - range.start) as usize, &mut |b| sink(Piece::Bytes(b)))?
         } else {
             0
         } as u64;
@@ -273,15 +257,10 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         if len == 0 {
             return Ok(0);
         }
-        let end = offset
-            .checked_add(len as u64)
-            .filter(|&e| e <= i64::MAX as u64)
-            .ok_or(Errno(libc::EFBIG))?;
+        let end = offset.checked_add(len as u64).filter(|&e| e <= i64::MAX as u64).ok_or(Errno(libc::EFBIG))?;
         let (first, last) = (offset / BLOCK, (end - 1) / BLOCK);
         // Make room for every new slot first, so the write cannot fail half-way for lack of it.
-        let new_slots = (first..=last)
-            .filter(|b| !self.writable_in_place(*b))
-            .count() as u64;
+        let new_slots = (first..=last).filter(|b| !self.writable_in_place(*b)).count() as u64;
         self.make_room(new_slots * (BLOCK + RECORD_HEADER_LEN))?;
         let mut done = 0usize;
         for block in first..=last {
@@ -292,9 +271,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
             let (slot, fresh) = match self.index.get(&block).copied() {
                 Some(s) if s.era == self.era => (s.pos, None),
                 old => {
-                    let pos =
-                        self.log
-                            .allocate(Kind::Block, block_start, self.epoch, BLOCK as usize)?;
+                    let pos = self.log.allocate(Kind::Block, block_start, self.epoch, BLOCK as usize)?;
                     // Start from the block's current contents unless the write covers it all.
                     let whole = n as u64 == BLOCK;
                     if !whole {
@@ -395,16 +372,18 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         }
         let mut blocks: Vec<(u64, u64)> = self.index.iter().map(|(&b, s)| (b, s.pos)).collect();
         blocks.sort_unstable();
-        let mut run_start = None;
-        for (i, &(b, _)) in blocks.iter().enumerate() {
-            let start = b * BLOCK;
-            let end = (start + BLOCK).min(self.size);
-            let next_contiguous = blocks.get(i + 1).is_some_and(|&(n, _)| n == b + 1);
-            let run = *run_start.get_or_insert(start);
-            if !next_contiguous {
-                self.data.reserve(run, end.max(run) - run)?;
-                run_start = None;
+        if blocks.len() >= 256 {
+            // Many blocks: let the storage allocate the runs at once and copy through memory.
+            let mut runs: Vec<(u64, u64)> = Vec::new();
+            for &(b, _) in &blocks {
+                let (start, end) = (b * BLOCK, ((b + 1) * BLOCK).min(self.size));
+                match runs.last_mut() {
+                    Some(last) if last.1 == start => last.1 = end.max(last.1),
+                    _ if start < end => runs.push((start, end)),
+                    _ => {}
+                }
             }
+            self.data.prepare_bulk(&runs)?;
         }
         for (b, pos) in blocks {
             let start = b * BLOCK;
@@ -454,6 +433,12 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         }
     }
 
+    /// Checkpoints and gives back the data file and the (now empty) log medium.
+    pub fn into_parts(mut self) -> Result<(S, M), Errno> {
+        self.checkpoint()?;
+        Ok((self.data, self.log.into_medium()))
+    }
+
     pub fn data(&self) -> &S {
         &self.data
     }
@@ -465,20 +450,12 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
 
 /// Replays committed records onto the data file, in log order; the last commit's size wins.
 /// Replaying twice gives the same file (recovery may be interrupted and run again).
-fn replay<M: Medium, S: Storage>(
-    data: &mut S,
-    log: &Log<M>,
-    records: &[Found],
-) -> Result<(), Errno> {
+fn replay<M: Medium, S: Storage>(data: &mut S, log: &Log<M>, records: &[Found]) -> Result<(), Errno> {
     let mut final_size = None;
     for r in records {
         match r.header.kind {
             Kind::Block | Kind::Write => {
-                data.reserve(r.header.offset, r.header.len as u64)?;
-                data.write_at(
-                    r.header.offset,
-                    log.bytes(r.data_pos, r.header.len as usize),
-                )?;
+                data.write_at(r.header.offset, log.bytes(r.data_pos, r.header.len as usize))?;
             }
             Kind::Truncate => data.set_len(r.header.offset)?,
             Kind::Commit => final_size = Some(r.header.offset),

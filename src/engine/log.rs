@@ -46,15 +46,25 @@ impl<M: Medium> Log<M> {
         if medium.len() < LOG_HEADER_LEN {
             medium.grow(4096)?;
         }
-        let mut log = Log {
-            medium,
-            generation: 0,
-            tail: LOG_HEADER_LEN,
-            committed_tail: LOG_HEADER_LEN,
-            max_len,
+        // Records of an earlier use may still lie past the header: the new generation must
+        // differ from any they carry. After a valid header, the next number does; a zero header
+        // means a fresh medium; anything else gets a number from the clock.
+        let mut header = [0u8; LOG_HEADER_LEN as usize];
+        medium.read(0, &mut header);
+        let previous = match decode_log_header(&header) {
+            Ok(generation) => generation,
+            Err(_) if header.iter().all(|&b| b == 0) => 0,
+            Err(_) => (crate::sys::monotonic_ns() as u32) | 0x8000_0000,
         };
+        let mut log =
+            Log { medium, generation: previous, tail: LOG_HEADER_LEN, committed_tail: LOG_HEADER_LEN, max_len };
         log.reset()?;
         Ok(log)
+    }
+
+    /// Gives the medium back (for reuse by another file; the log must be empty: reset).
+    pub fn into_medium(self) -> M {
+        self.medium
     }
 
     /// Reads the log on `medium`: the committed records, ready to be applied. A medium that is
@@ -62,29 +72,15 @@ impl<M: Medium> Log<M> {
     /// it was.
     pub fn open(medium: M, max_len: u64) -> Result<Opened<M>, OpenError> {
         if medium.len() < LOG_HEADER_LEN {
-            return Ok(Opened {
-                log: Log::create(medium, max_len)?,
-                committed: Vec::new(),
-                discarded: 0,
-            });
+            return Ok(Opened { log: Log::create(medium, max_len)?, committed: Vec::new(), discarded: 0 });
         }
         let mut header = [0u8; LOG_HEADER_LEN as usize];
         medium.read(0, &mut header);
         if header.iter().all(|&b| b == 0) {
-            return Ok(Opened {
-                log: Log::create(medium, max_len)?,
-                committed: Vec::new(),
-                discarded: 0,
-            });
+            return Ok(Opened { log: Log::create(medium, max_len)?, committed: Vec::new(), discarded: 0 });
         }
         let generation = decode_log_header(&header).map_err(OpenError::Damaged)?;
-        let mut log = Log {
-            medium,
-            generation,
-            tail: LOG_HEADER_LEN,
-            committed_tail: LOG_HEADER_LEN,
-            max_len,
-        };
+        let mut log = Log { medium, generation, tail: LOG_HEADER_LEN, committed_tail: LOG_HEADER_LEN, max_len };
         let mut found = Vec::new();
         let mut committed = 0;
         while let Some(record) = log.record_at(log.tail) {
@@ -99,11 +95,7 @@ impl<M: Medium> Log<M> {
         found.truncate(committed);
         // New records go right after the last commit: the uncommitted ones are dropped.
         log.tail = log.committed_tail;
-        Ok(Opened {
-            log,
-            committed: found,
-            discarded,
-        })
+        Ok(Opened { log, committed: found, discarded })
     }
 
     /// The valid record at `pos` of this generation, if any.
@@ -115,15 +107,12 @@ impl<M: Medium> Log<M> {
         self.medium.read(pos, &mut raw);
         let (header, crc) = RecordHeader::decode(&raw)?;
         let data_pos = pos + RECORD_HEADER_LEN;
-        if header.generation != self.generation || data_pos + header.len as u64 > self.medium.len()
-        {
+        if header.generation != self.generation || data_pos + header.len as u64 > self.medium.len() {
             return None;
         }
         let mut data = vec![0u8; header.len as usize];
         self.medium.read(data_pos, &mut data);
-        header
-            .check(crc, &data)
-            .then_some(Found { header, data_pos })
+        header.check(crc, &data).then_some(Found { header, data_pos })
     }
 
     pub fn generation(&self) -> u32 {
@@ -147,13 +136,7 @@ impl<M: Medium> Log<M> {
 
     /// Stores a record; returns the position of its data. ENOSPC (nothing stored) if the log
     /// cannot grow to hold it.
-    pub fn append(
-        &mut self,
-        kind: Kind,
-        offset: u64,
-        epoch: u32,
-        data: &[u8],
-    ) -> Result<u64, Errno> {
+    pub fn append(&mut self, kind: Kind, offset: u64, epoch: u32, data: &[u8]) -> Result<u64, Errno> {
         self.append_with(kind, offset, epoch, data.len(), &mut |dst| {
             dst.copy_from_slice(data);
             Ok(())
@@ -171,13 +154,7 @@ impl<M: Medium> Log<M> {
         fill: &mut dyn FnMut(&mut [u8]) -> Result<(), Errno>,
     ) -> Result<u64, Errno> {
         let len32 = u32::try_from(len).map_err(|_| Errno(libc::EFBIG))?;
-        let header = RecordHeader {
-            kind,
-            len: len32,
-            offset,
-            generation: self.generation,
-            epoch,
-        };
+        let header = RecordHeader { kind, len: len32, offset, generation: self.generation, epoch };
         let end = self.tail + header.size();
         if end > self.medium.len() {
             if end > self.max_len {
@@ -198,21 +175,9 @@ impl<M: Medium> Log<M> {
     /// Reserves a record whose data is filled (and may be rewritten) later, until it is sealed
     /// by [`Log::commit`]; until then its checksum is unset and the record is invisible to
     /// recovery. Returns the position of its data.
-    pub fn allocate(
-        &mut self,
-        kind: Kind,
-        offset: u64,
-        epoch: u32,
-        len: usize,
-    ) -> Result<u64, Errno> {
+    pub fn allocate(&mut self, kind: Kind, offset: u64, epoch: u32, len: usize) -> Result<u64, Errno> {
         let len32 = u32::try_from(len).map_err(|_| Errno(libc::EFBIG))?;
-        let header = RecordHeader {
-            kind,
-            len: len32,
-            offset,
-            generation: self.generation,
-            epoch,
-        };
+        let header = RecordHeader { kind, len: len32, offset, generation: self.generation, epoch };
         let end = self.tail + header.size();
         if end > self.medium.len() {
             if end > self.max_len {
@@ -257,8 +222,7 @@ impl<M: Medium> Log<M> {
         for &pos in unsealed {
             self.seal(pos);
         }
-        self.medium
-            .flush(self.committed_tail, self.tail - self.committed_tail)?;
+        self.medium.flush(self.committed_tail, self.tail - self.committed_tail)?;
         self.medium.fence()?;
         let at = self.tail;
         self.append(Kind::Commit, size, epoch, &[])?;
@@ -322,9 +286,7 @@ mod tests {
     use crate::persist::sim::{Crash, SimMedium};
 
     fn reopen(medium: SimMedium) -> Opened<SimMedium> {
-        Log::open(medium, 1 << 20)
-            .map_err(|e| e.to_string())
-            .unwrap()
+        Log::open(medium, 1 << 20).map_err(|e| e.to_string()).unwrap()
     }
 
     #[test]
@@ -337,10 +299,7 @@ mod tests {
             let opened = reopen(log.medium().after(crash));
             let kinds: Vec<Kind> = opened.committed.iter().map(|f| f.header.kind).collect();
             assert_eq!(kinds, vec![Kind::Write, Kind::Commit], "{crash:?}");
-            assert_eq!(
-                opened.discarded,
-                if crash == Crash::ProcessKill { 1 } else { 0 }
-            );
+            assert_eq!(opened.discarded, if crash == Crash::ProcessKill { 1 } else { 0 });
         }
     }
 
@@ -375,15 +334,9 @@ mod tests {
     fn full_logs_refuse_appends_and_keep_what_they_hold() {
         let mut log = Log::create(SimMedium::new(4096), 8192).unwrap();
         log.append(Kind::Write, 0, 0, &[1u8; 4000]).unwrap();
-        assert_eq!(
-            log.append(Kind::Write, 0, 0, &[2u8; 5000]),
-            Err(Errno(libc::ENOSPC))
-        );
+        assert_eq!(log.append(Kind::Write, 0, 0, &[2u8; 5000]), Err(Errno(libc::ENOSPC)));
         log.commit(0, 4000, &[]).unwrap();
-        assert_eq!(
-            reopen(log.medium().after(Crash::PowerLoss)).committed.len(),
-            2
-        );
+        assert_eq!(reopen(log.medium().after(Crash::PowerLoss)).committed.len(), 2);
     }
 
     #[test]
@@ -391,9 +344,6 @@ mod tests {
         let log = Log::create(SimMedium::new(4096), 1 << 20).unwrap();
         let mut medium = log.medium().after(Crash::PowerLoss);
         medium.write(3, b"x");
-        assert!(matches!(
-            Log::open(medium, 1 << 20),
-            Err(OpenError::Damaged(_))
-        ));
+        assert!(matches!(Log::open(medium, 1 << 20), Err(OpenError::Damaged(_))));
     }
 }

@@ -139,13 +139,7 @@ mod tests {
 
     #[test]
     fn records_round_trip_and_detect_damage() {
-        let h = RecordHeader {
-            kind: Kind::Write,
-            len: 5,
-            offset: 4096,
-            generation: 7,
-            epoch: 3,
-        };
+        let h = RecordHeader { kind: Kind::Write, len: 5, offset: 4096, generation: 7, epoch: 3 };
         let bytes = h.encode(b"hello");
         let (back, crc) = RecordHeader::decode(&bytes).unwrap();
         assert_eq!(back, h);

@@ -18,14 +18,17 @@ impl LogFile {
     pub fn open(fd: i32, min_len: u64) -> Result<LogFile, Errno> {
         let len = sys::file_size(fd)?.max(min_len).next_multiple_of(4096);
         sys::fallocate(fd, 0, len)?;
-        let map = Mapping::map(fd, len as usize)?;
+        let tmpfs = sys::on_tmpfs(fd);
+        // tmpfs is never DAX: no MAP_SYNC attempt there.
+        // The log's blocks are allocated (fallocate): populating only maps them.
+        let map = Mapping::map(fd, len as usize, !tmpfs, true)?;
         let pmem = map.is_sync() || pmem::is_pmem(map.as_slice());
-        Ok(LogFile {
-            fd,
-            map,
-            pmem,
-            tmpfs: sys::on_tmpfs(fd),
-        })
+        Ok(LogFile { fd, map, pmem, tmpfs })
+    }
+
+    /// Whether the log is on tmpfs.
+    pub fn is_tmpfs(&self) -> bool {
+        self.tmpfs
     }
 
     /// Whether the log is on (or forced to be treated as) persistent memory.
@@ -36,7 +39,7 @@ impl LogFile {
 
 impl Drop for LogFile {
     fn drop(&mut self) {
-        let _ = sys::close(self.fd);
+        sys::close_owned(self.fd);
     }
 }
 
@@ -52,7 +55,7 @@ impl Medium for LogFile {
         let len = len.next_multiple_of(4096);
         // Blocks first: a store into the new range can then never fault for lack of space.
         sys::fallocate(self.fd, 0, len)?;
-        self.map = Mapping::map(self.fd, len as usize)?;
+        self.map.grow(len as usize)?;
         self.pmem = self.map.is_sync() || pmem::is_pmem(self.map.as_slice());
         Ok(())
     }

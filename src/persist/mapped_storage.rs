@@ -1,6 +1,7 @@
-//! A data file read and written through a shared mapping (no system call per access), resized
-//! with ftruncate and synced with fdatasync (which also writes back pages dirtied through the
-//! mapping). The mapping is made lazily, sized in powers of two from 64 KiB (small files stay
+//! A data file read through a shared mapping (no system call per access) and written by the
+//! checkpoint with pwrite (small runs) or through the mapping (large runs, blocks allocated
+//! first), resized with ftruncate and synced with fdatasync (which also writes back pages
+//! dirtied through the mapping; nothing to do on tmpfs). The mapping is made lazily, sized in powers of two from 64 KiB (small files stay
 //! cheap), and remade when the file grows past it. Only bytes below the file's size are ever
 //! touched.
 
@@ -11,19 +12,24 @@ use crate::sys::{self, Errno};
 
 pub struct MappedStorage {
     fd: i32,
+    /// On tmpfs there is no durable medium: syncing has nothing to do.
+    tmpfs: bool,
     /// The file's size as far as this process made it.
     len: u64,
     map: RefCell<Option<Mapping>>,
+    /// Inside `prepare_bulk`'s ranges (allocated): writes go through the mapping.
+    bulk: Vec<(u64, u64)>,
 }
 
 impl MappedStorage {
     /// Takes ownership of `fd` (closed on drop).
     pub fn new(fd: i32) -> Result<Self, Errno> {
-        Ok(MappedStorage {
-            fd,
-            len: sys::file_size(fd)?,
-            map: RefCell::new(None),
-        })
+        Ok(Self::with_size(fd, sys::file_size(fd)?, sys::on_tmpfs(fd)))
+    }
+
+    /// As [`MappedStorage::new`], with the size and file system already known.
+    pub fn with_size(fd: i32, len: u64, tmpfs: bool) -> Self {
+        MappedStorage { fd, tmpfs, len, map: RefCell::new(None), bulk: Vec::new() }
     }
 
     pub fn fd(&self) -> i32 {
@@ -38,7 +44,7 @@ impl MappedStorage {
         if map.as_ref().is_none_or(|m| m.len() < end) {
             let size = end.max(self.len as usize).next_power_of_two().max(64 << 10);
             *map = None;
-            *map = Some(Mapping::map(self.fd, size)?);
+            *map = Some(Mapping::map(self.fd, size, false, self.tmpfs)?);
         }
         Ok(())
     }
@@ -47,7 +53,7 @@ impl MappedStorage {
 impl Drop for MappedStorage {
     fn drop(&mut self) {
         self.map.get_mut().take();
-        let _ = sys::close(self.fd);
+        sys::close_owned(self.fd);
     }
 }
 
@@ -75,31 +81,47 @@ impl Storage for MappedStorage {
 
     fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), Errno> {
         let end = offset + data.len() as u64;
-        if end > self.len {
-            self.set_len(end)?;
+        let allocated = self.bulk.iter().any(|&(s, e)| s <= offset && end <= e);
+        if !allocated {
+            // One pwrite: no mapping to set up, and ENOSPC comes back as an error.
+            sys::pwrite_all(self.fd, data, offset)?;
+            self.len = self.len.max(end);
+            return Ok(());
         }
+        // Allocated blocks (prepare_bulk) can take a store through the mapping: no SIGBUS.
         self.ensure_mapped(end as usize)?;
         let map = self.map.get_mut().as_mut().expect("mapped above");
         map.as_mut_slice()[offset as usize..end as usize].copy_from_slice(data);
         Ok(())
     }
 
+    fn prepare_bulk(&mut self, ranges: &[(u64, u64)]) -> Result<(), Errno> {
+        self.bulk.clear();
+        for &(start, end) in ranges {
+            sys::fallocate(self.fd, start, end - start)?;
+            self.len = self.len.max(end);
+            self.bulk.push((start, end));
+        }
+        Ok(())
+    }
+
     fn set_len(&mut self, len: u64) -> Result<(), Errno> {
         sys::ftruncate(self.fd, len)?;
         self.len = len;
+        // Blocks past a shrink are gone: no store through the mapping there any more.
+        self.bulk.retain_mut(|r| {
+            r.1 = r.1.min(len);
+            r.0 < r.1
+        });
         Ok(())
     }
 
     fn sync(&mut self) -> Result<(), Errno> {
+        self.bulk.clear();
+        if self.tmpfs {
+            return Ok(());
+        }
         sys::fdatasync(self.fd)
-    }
-
-    fn reserve(&mut self, offset: u64, len: u64) -> Result<(), Errno> {
-        // A store into an unallocated page of a shared mapping would raise SIGBUS on a full
-        // file system; allocating first turns that into ENOSPC here.
-        sys::fallocate(self.fd, offset, len)?;
-        self.len = self.len.max(offset + len);
-        Ok(())
     }
 
     fn refresh(&mut self) -> Result<u64, Errno> {

@@ -25,7 +25,9 @@ unsafe impl Sync for Mapping {}
 impl Mapping {
     /// Maps `len` bytes of `fd` from offset 0, shared and writable; with MAP_SYNC when the
     /// file system supports it (DAX), so that flushed stores are durable without msync.
-    pub fn map(fd: i32, len: usize) -> Result<Mapping, Errno> {
+    /// `populate`: set up every page table entry now (MAP_POPULATE) instead of one fault per
+    /// page later; only for memory-backed files (on a disk it would read the whole file).
+    pub fn map(fd: i32, len: usize, try_sync: bool, populate: bool) -> Result<Mapping, Errno> {
         debug_assert!(len > 0);
         let prot = (libc::PROT_READ | libc::PROT_WRITE) as usize;
         let map = |flags: i32| {
@@ -34,39 +36,43 @@ impl Mapping {
             // replaced or aliased.
             Errno::result(unsafe { syscall6(libc::SYS_mmap as usize, a) })
         };
-        match map(libc::MAP_SHARED_VALIDATE | libc::MAP_SYNC) {
-            Ok(addr) => Ok(Mapping {
-                addr,
-                len,
-                sync: true,
-            }),
-            Err(_) => Ok(Mapping {
-                addr: map(libc::MAP_SHARED)?,
-                len,
-                sync: false,
-            }),
+        if try_sync {
+            if let Ok(addr) = map(libc::MAP_SHARED_VALIDATE | libc::MAP_SYNC) {
+                return Ok(Mapping { addr, len, sync: true });
+            }
         }
+        let flags = if populate { libc::MAP_SHARED | libc::MAP_POPULATE } else { libc::MAP_SHARED };
+        Ok(Mapping { addr: map(flags)?, len, sync: false })
     }
 
     /// Maps `len` bytes of `fd` from offset 0, shared and read-only. Only the part within the
     /// file's current size may be touched (the caller tracks it).
     pub fn map_readonly(fd: i32, len: usize) -> Result<Mapping, Errno> {
         debug_assert!(len > 0);
-        let a = [
-            0,
-            len,
-            libc::PROT_READ as usize,
-            libc::MAP_SHARED as usize,
-            fd as usize,
-            0,
-        ];
+        let a = [0, len, libc::PROT_READ as usize, libc::MAP_SHARED as usize, fd as usize, 0];
         // SAFETY: a fresh mapping chosen by the kernel: nothing else is replaced or aliased.
         let addr = Errno::result(unsafe { syscall6(libc::SYS_mmap as usize, a) })?;
-        Ok(Mapping {
-            addr,
-            len,
-            sync: false,
-        })
+        Ok(Mapping { addr, len, sync: false })
+    }
+
+    /// Grows the mapping to `new_len` bytes of the same file, keeping the pages already mapped
+    /// (mremap) and populating only the new part (best effort).
+    pub fn grow(&mut self, new_len: usize) -> Result<(), Errno> {
+        if new_len <= self.len {
+            return Ok(());
+        }
+        let a = [self.addr, self.len, new_len, libc::MREMAP_MAYMOVE as usize, 0, 0];
+        // SAFETY: remapping exactly the range we own; `&mut self` guarantees no slice of the old
+        // range is alive (the kernel may move it).
+        let addr = Errno::result(unsafe { syscall6(libc::SYS_mremap as usize, a) })?;
+        self.addr = addr;
+        let old = self.len;
+        self.len = new_len;
+        // MADV_POPULATE_WRITE (Linux 5.14): map the new pages now, in one call.
+        let a = [addr + old, new_len - old, 23, 0, 0, 0];
+        // SAFETY: advice on a range we own; it changes no contents.
+        let _ = unsafe { syscall6(libc::SYS_madvise as usize, a) };
+        Ok(())
     }
 
     /// Whether the mapping is synchronous (MAP_SYNC on a DAX file).
@@ -98,14 +104,7 @@ impl Mapping {
         debug_assert!(offset + len <= self.len);
         let start = offset & !4095;
         let end = (offset + len).min(self.len);
-        let a = [
-            self.addr + start,
-            end - start,
-            libc::MS_SYNC as usize,
-            0,
-            0,
-            0,
-        ];
+        let a = [self.addr + start, end - start, libc::MS_SYNC as usize, 0, 0, 0];
         // SAFETY: msync of a range inside our own mapping changes no memory.
         Errno::result(unsafe { syscall6(libc::SYS_msync as usize, a) }).map(drop)
     }

@@ -82,10 +82,10 @@ pub trait Storage {
     fn set_len(&mut self, len: u64) -> Result<(), Errno>;
     /// Makes every completed write and size change durable.
     fn sync(&mut self) -> Result<(), Errno>;
-    /// Allocates blocks for `[offset, offset + len)` (extending the file if needed), so that
-    /// writing there later cannot fail for lack of space (ENOSPC now instead).
-    fn reserve(&mut self, offset: u64, len: u64) -> Result<(), Errno> {
-        let _ = (offset, len);
+    /// About to write many blocks in `ranges` (sorted, disjoint): a storage may allocate them
+    /// now (ENOSPC here rather than later) and take a faster path for the writes that follow.
+    fn prepare_bulk(&mut self, ranges: &[(u64, u64)]) -> Result<(), Errno> {
+        let _ = ranges;
         Ok(())
     }
     /// Rereads the size after someone else (the kernel, on the program's behalf) changed it.

@@ -19,9 +19,7 @@ pub fn is_pmem(bytes: &[u8]) -> bool {
 pub fn copy_nodrain(dst: &mut [u8], src: &[u8]) {
     debug_assert_eq!(dst.len(), src.len());
     // SAFETY: both ranges are valid for `src.len()` bytes and do not overlap (`&mut`).
-    unsafe {
-        pmdk_sys::pmem_memcpy_nodrain(dst.as_mut_ptr().cast(), src.as_ptr().cast(), src.len())
-    };
+    unsafe { pmdk_sys::pmem_memcpy_nodrain(dst.as_mut_ptr().cast(), src.as_ptr().cast(), src.len()) };
 }
 
 /// Starts writing back the cache lines of `bytes`; durable after [`drain`].

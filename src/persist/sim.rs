@@ -19,10 +19,7 @@ pub struct Timeline {
 
 impl Timeline {
     pub fn new(crash_at: Option<u64>) -> Self {
-        Timeline {
-            tick: Rc::new(Cell::new(0)),
-            crash_at: Rc::new(Cell::new(crash_at)),
-        }
+        Timeline { tick: Rc::new(Cell::new(0)), crash_at: Rc::new(Cell::new(crash_at)) }
     }
 
     pub fn now(&self) -> u64 {
@@ -82,19 +79,12 @@ impl SimMedium {
     /// The medium as it would be found after `crash` (at the timeline's crash instant if it
     /// was reached, else now).
     pub fn after(&self, crash: Crash) -> SimMedium {
-        let (current, durable) = self
-            .frozen
-            .as_ref()
-            .map_or((&self.current, &self.durable), |(c, d)| (c, d));
+        let (current, durable) = self.frozen.as_ref().map_or((&self.current, &self.durable), |(c, d)| (c, d));
         let image = match crash {
             Crash::ProcessKill => current.clone(),
             Crash::PowerLoss => durable.clone(),
         };
-        SimMedium {
-            current: image.clone(),
-            durable: image,
-            ..Default::default()
-        }
+        SimMedium { current: image.clone(), durable: image, ..Default::default() }
     }
 }
 
@@ -163,12 +153,7 @@ impl SimStorage {
     }
 
     pub fn on(timeline: Timeline, bytes: &[u8]) -> Self {
-        SimStorage {
-            current: bytes.to_vec(),
-            durable: bytes.to_vec(),
-            timeline,
-            frozen: None,
-        }
+        SimStorage { current: bytes.to_vec(), durable: bytes.to_vec(), timeline, frozen: None }
     }
 
     pub fn contents(&self) -> &[u8] {
@@ -183,10 +168,7 @@ impl SimStorage {
 
     /// The file as it would be found after `crash` (at the crash instant if reached).
     pub fn after(&self, crash: Crash) -> SimStorage {
-        let (current, durable) = self
-            .frozen
-            .as_ref()
-            .map_or((&self.current, &self.durable), |(c, d)| (c, d));
+        let (current, durable) = self.frozen.as_ref().map_or((&self.current, &self.durable), |(c, d)| (c, d));
         let image = match crash {
             Crash::ProcessKill => current.clone(),
             Crash::PowerLoss => durable.clone(),

@@ -34,12 +34,7 @@ impl Errno {
 
 impl std::fmt::Display for Errno {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} ({})",
-            crate::trace::errno_name(self.0),
-            crate::trace::errno_text(self.0)
-        )
+        write!(f, "{} ({})", crate::trace::errno_name(self.0), crate::trace::errno_text(self.0))
     }
 }
 
@@ -62,10 +57,7 @@ pub fn gettid() -> i32 {
 /// file when `buf` is at most PIPE_BUF: lines from many writers never interleave).
 pub fn write_all(fd: i32, mut buf: &[u8]) -> Result<(), Errno> {
     while !buf.is_empty() {
-        let n = match plain(
-            libc::SYS_write,
-            [fd as usize, buf.as_ptr() as usize, buf.len(), 0, 0, 0],
-        ) {
+        let n = match plain(libc::SYS_write, [fd as usize, buf.as_ptr() as usize, buf.len(), 0, 0, 0]) {
             Ok(n) => n,
             Err(Errno(libc::EINTR)) => continue,
             Err(e) => return Err(e),
@@ -77,14 +69,7 @@ pub fn write_all(fd: i32, mut buf: &[u8]) -> Result<(), Errno> {
 
 /// Opens `path` (NUL-terminated) relative to the current directory.
 pub fn open(path: &std::ffi::CStr, flags: i32, mode: u32) -> Result<i32, Errno> {
-    let a = [
-        libc::AT_FDCWD as usize,
-        path.as_ptr() as usize,
-        flags as usize,
-        mode as usize,
-        0,
-        0,
-    ];
+    let a = [libc::AT_FDCWD as usize, path.as_ptr() as usize, flags as usize, mode as usize, 0, 0];
     plain(libc::SYS_openat, a).map(|fd| fd as i32)
 }
 
@@ -94,24 +79,13 @@ pub fn close(fd: i32) -> Result<(), Errno> {
 
 /// `fcntl(fd, F_DUPFD_CLOEXEC, min)`: a close-on-exec copy of `fd` numbered at least `min`.
 pub fn dup_cloexec_at_least(fd: i32, min: i32) -> Result<i32, Errno> {
-    let a = [
-        fd as usize,
-        libc::F_DUPFD_CLOEXEC as usize,
-        min as usize,
-        0,
-        0,
-        0,
-    ];
+    let a = [fd as usize, libc::F_DUPFD_CLOEXEC as usize, min as usize, 0, 0, 0];
     plain(libc::SYS_fcntl, a).map(|fd| fd as i32)
 }
 
 /// `fcntl(fd, F_GETFD)`: whether `fd` is open.
 pub fn is_open(fd: i32) -> bool {
-    plain(
-        libc::SYS_fcntl,
-        [fd as usize, libc::F_GETFD as usize, 0, 0, 0, 0],
-    )
-    .is_ok()
+    plain(libc::SYS_fcntl, [fd as usize, libc::F_GETFD as usize, 0, 0, 0, 0]).is_ok()
 }
 
 /// The file type bits (`S_IFMT`) of an open descriptor.
@@ -122,31 +96,15 @@ pub fn file_type(fd: i32) -> Result<u32, Errno> {
 /// Copies `dst.len()` bytes of this process's memory at `addr` without faulting: the kernel
 /// reports an unmapped or unreadable range as `EFAULT` instead of a SIGSEGV.
 pub fn read_own_memory(addr: usize, dst: &mut [u8]) -> Result<usize, Errno> {
-    let local = libc::iovec {
-        iov_base: dst.as_mut_ptr().cast(),
-        iov_len: dst.len(),
-    };
-    let remote = libc::iovec {
-        iov_base: addr as *mut libc::c_void,
-        iov_len: dst.len(),
-    };
-    let a = [
-        getpid() as usize,
-        &local as *const libc::iovec as usize,
-        1,
-        &remote as *const libc::iovec as usize,
-        1,
-        0,
-    ];
+    let local = libc::iovec { iov_base: dst.as_mut_ptr().cast(), iov_len: dst.len() };
+    let remote = libc::iovec { iov_base: addr as *mut libc::c_void, iov_len: dst.len() };
+    let a = [getpid() as usize, &local as *const libc::iovec as usize, 1, &remote as *const libc::iovec as usize, 1, 0];
     plain(libc::SYS_process_vm_readv, a)
 }
 
 /// Monotonic time in nanoseconds (vDSO, no system call).
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `ts` is a valid, writable timespec; clock_gettime goes through the vDSO and makes
     // no system call for CLOCK_MONOTONIC, so it cannot re-enter the hook.
     unsafe {
@@ -165,12 +123,7 @@ pub struct FdWriter {
 
 impl FdWriter {
     pub fn new(fd: i32) -> Self {
-        FdWriter {
-            fd,
-            buf: [0; 1024],
-            len: 0,
-            error: None,
-        }
+        FdWriter { fd, buf: [0; 1024], len: 0, error: None }
     }
 
     /// Writes what is buffered; reports the first error seen.
@@ -199,14 +152,7 @@ impl std::fmt::Write for FdWriter {
 /// `pread64`: reads up to `buf.len()` bytes at `offset`; retries on EINTR.
 pub fn pread(fd: i32, buf: &mut [u8], offset: u64) -> Result<usize, Errno> {
     loop {
-        let a = [
-            fd as usize,
-            buf.as_mut_ptr() as usize,
-            buf.len(),
-            offset as usize,
-            0,
-            0,
-        ];
+        let a = [fd as usize, buf.as_mut_ptr() as usize, buf.len(), offset as usize, 0, 0];
         match plain(libc::SYS_pread64, a) {
             Err(Errno(libc::EINTR)) => continue,
             r => return r,
@@ -217,14 +163,7 @@ pub fn pread(fd: i32, buf: &mut [u8], offset: u64) -> Result<usize, Errno> {
 /// `pwrite64` of all of `buf` at `offset` (loops over short writes, retries on EINTR).
 pub fn pwrite_all(fd: i32, mut buf: &[u8], mut offset: u64) -> Result<(), Errno> {
     while !buf.is_empty() {
-        let a = [
-            fd as usize,
-            buf.as_ptr() as usize,
-            buf.len(),
-            offset as usize,
-            0,
-            0,
-        ];
+        let a = [fd as usize, buf.as_ptr() as usize, buf.len(), offset as usize, 0, 0];
         match plain(libc::SYS_pwrite64, a) {
             Ok(0) => return Err(Errno(libc::EIO)),
             Ok(n) => {
@@ -248,11 +187,7 @@ pub fn fdatasync(fd: i32) -> Result<(), Errno> {
 
 /// `fallocate(fd, 0, offset, len)`: reserves blocks so later stores cannot hit ENOSPC.
 pub fn fallocate(fd: i32, offset: u64, len: u64) -> Result<(), Errno> {
-    plain(
-        libc::SYS_fallocate,
-        [fd as usize, 0, offset as usize, len as usize, 0, 0],
-    )
-    .map(drop)
+    plain(libc::SYS_fallocate, [fd as usize, 0, offset as usize, len as usize, 0, 0]).map(drop)
 }
 
 /// The size in bytes of an open file.
@@ -262,14 +197,7 @@ pub fn file_size(fd: i32) -> Result<u64, Errno> {
 
 /// `openat(dirfd, path, flags, mode)`.
 pub fn openat(dirfd: i32, path: &std::ffi::CStr, flags: i32, mode: u32) -> Result<i32, Errno> {
-    let a = [
-        dirfd as usize,
-        path.as_ptr() as usize,
-        flags as usize,
-        mode as usize,
-        0,
-        0,
-    ];
+    let a = [dirfd as usize, path.as_ptr() as usize, flags as usize, mode as usize, 0, 0];
     plain(libc::SYS_openat, a).map(|fd| fd as i32)
 }
 
@@ -285,14 +213,7 @@ pub fn stat(path: &std::ffi::CStr) -> Result<libc::stat, Errno> {
 
 fn stat_at(dirfd: i32, path: &std::ffi::CStr, flags: i32) -> Result<libc::stat, Errno> {
     let mut st = std::mem::MaybeUninit::<libc::stat>::zeroed();
-    let a = [
-        dirfd as usize,
-        path.as_ptr() as usize,
-        st.as_mut_ptr() as usize,
-        flags as usize,
-        0,
-        0,
-    ];
+    let a = [dirfd as usize, path.as_ptr() as usize, st.as_mut_ptr() as usize, flags as usize, 0, 0];
     plain(libc::SYS_newfstatat, a)?;
     // SAFETY: zero-initialised, and filled by the kernel on success.
     Ok(unsafe { st.assume_init() })
@@ -300,38 +221,16 @@ fn stat_at(dirfd: i32, path: &std::ffi::CStr, flags: i32) -> Result<libc::stat, 
 
 /// `readlink` into `buf`; returns the length (not NUL-terminated).
 pub fn readlink(path: &std::ffi::CStr, buf: &mut [u8]) -> Result<usize, Errno> {
-    let a = [
-        libc::AT_FDCWD as usize,
-        path.as_ptr() as usize,
-        buf.as_mut_ptr() as usize,
-        buf.len(),
-        0,
-        0,
-    ];
+    let a = [libc::AT_FDCWD as usize, path.as_ptr() as usize, buf.as_mut_ptr() as usize, buf.len(), 0, 0];
     plain(libc::SYS_readlinkat, a)
 }
 
 pub fn mkdir(path: &std::ffi::CStr, mode: u32) -> Result<(), Errno> {
-    plain(
-        libc::SYS_mkdirat,
-        [
-            libc::AT_FDCWD as usize,
-            path.as_ptr() as usize,
-            mode as usize,
-            0,
-            0,
-            0,
-        ],
-    )
-    .map(drop)
+    plain(libc::SYS_mkdirat, [libc::AT_FDCWD as usize, path.as_ptr() as usize, mode as usize, 0, 0, 0]).map(drop)
 }
 
 pub fn unlink(path: &std::ffi::CStr) -> Result<(), Errno> {
-    plain(
-        libc::SYS_unlinkat,
-        [libc::AT_FDCWD as usize, path.as_ptr() as usize, 0, 0, 0, 0],
-    )
-    .map(drop)
+    plain(libc::SYS_unlinkat, [libc::AT_FDCWD as usize, path.as_ptr() as usize, 0, 0, 0, 0]).map(drop)
 }
 
 pub fn flock(fd: i32, op: i32) -> Result<(), Errno> {
@@ -339,22 +238,43 @@ pub fn flock(fd: i32, op: i32) -> Result<(), Errno> {
 }
 
 pub fn lseek(fd: i32, offset: i64, whence: i32) -> Result<u64, Errno> {
-    plain(
-        libc::SYS_lseek,
-        [fd as usize, offset as usize, whence as usize, 0, 0, 0],
-    )
-    .map(|o| o as u64)
+    plain(libc::SYS_lseek, [fd as usize, offset as usize, whence as usize, 0, 0, 0]).map(|o| o as u64)
 }
 
 /// Whether `fd` is on tmpfs (memory only: nothing there survives a power loss, so there is
 /// nothing to write back, and a process kill keeps what is in memory).
 pub fn on_tmpfs(fd: i32) -> bool {
     let mut st = std::mem::MaybeUninit::<libc::statfs>::zeroed();
-    let ok = plain(
-        libc::SYS_fstatfs,
-        [fd as usize, st.as_mut_ptr() as usize, 0, 0, 0, 0],
-    )
-    .is_ok();
+    let ok = plain(libc::SYS_fstatfs, [fd as usize, st.as_mut_ptr() as usize, 0, 0, 0, 0]).is_ok();
     // SAFETY: zero-initialised, and filled by the kernel on success.
     ok && unsafe { st.assume_init() }.f_type == libc::TMPFS_MAGIC
+}
+
+/// `renameat2(from, to, RENAME_NOREPLACE)`: EEXIST if `to` exists.
+pub fn rename_noreplace(from: &std::ffi::CStr, to: &std::ffi::CStr) -> Result<(), Errno> {
+    let a = [
+        libc::AT_FDCWD as usize,
+        from.as_ptr() as usize,
+        libc::AT_FDCWD as usize,
+        to.as_ptr() as usize,
+        libc::RENAME_NOREPLACE as usize,
+        0,
+    ];
+    plain(libc::SYS_renameat2, a).map(drop)
+}
+
+/// Called with each descriptor [`close_owned`] closes (the preload unguards its own ones).
+static CLOSE_HOOK: std::sync::OnceLock<fn(i32)> = std::sync::OnceLock::new();
+
+/// Registers the function told about descriptors nvmmio's own objects close.
+pub fn set_close_hook(hook: fn(i32)) {
+    let _ = CLOSE_HOOK.set(hook);
+}
+
+/// Closes a descriptor owned by one of nvmmio's objects (a log, a data file).
+pub fn close_owned(fd: i32) {
+    if let Some(hook) = CLOSE_HOOK.get() {
+        hook(fd);
+    }
+    let _ = close(fd);
 }

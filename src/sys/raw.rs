@@ -61,15 +61,8 @@ core::arch::global_asm!(
 );
 
 extern "C-unwind" {
-    fn nvmmio_syscall_cancellable(
-        nr: usize,
-        a0: usize,
-        a1: usize,
-        a2: usize,
-        a3: usize,
-        a4: usize,
-        a5: usize,
-    ) -> isize;
+    fn nvmmio_syscall_cancellable(nr: usize, a0: usize, a1: usize, a2: usize, a3: usize, a4: usize, a5: usize)
+        -> isize;
 }
 
 /// [`syscall6`] for the program's own calls, which may be interrupted by a signal whose handler

@@ -19,10 +19,7 @@ pub struct DecodeOptions {
 
 impl Default for DecodeOptions {
     fn default() -> Self {
-        DecodeOptions {
-            string_limit: 32,
-            show_time: true,
-        }
+        DecodeOptions { string_limit: 32, show_time: true }
     }
 }
 
@@ -63,9 +60,7 @@ pub fn write_call(out: &mut LineBuf, call: &Call, outcome: Outcome, opts: &Decod
     };
     let failed = matches!(ret, Some(r) if (-4095..0).contains(&r));
     // Pointers were accessed by the kernel only if the call succeeded.
-    let mem = UserMemory {
-        trusted: matches!(ret, Some(r) if r >= 0),
-    };
+    let mem = UserMemory { trusted: matches!(ret, Some(r) if r >= 0) };
     let result = ret.filter(|r| *r >= 0).map(|r| r as usize);
 
     write_name(out, call.nr);
@@ -96,12 +91,7 @@ pub fn write_call(out: &mut LineBuf, call: &Call, outcome: Outcome, opts: &Decod
         },
     }
     if let (Outcome::Returned { nanos, .. }, true) = (outcome, opts.show_time) {
-        let _ = write!(
-            out,
-            " <{}.{:06}>",
-            nanos / 1_000_000_000,
-            (nanos % 1_000_000_000) / 1000
-        );
+        let _ = write!(out, " <{}.{:06}>", nanos / 1_000_000_000, (nanos % 1_000_000_000) / 1000);
     }
 }
 
@@ -156,15 +146,7 @@ fn write_arg(
         }
         Arg::IovOut(count_arg) => {
             match result {
-                Some(_) => write_iovec(
-                    out,
-                    v,
-                    call.args[count_arg as usize],
-                    Transfer::Out,
-                    result,
-                    mem,
-                    opts,
-                ),
+                Some(_) => write_iovec(out, v, call.args[count_arg as usize], Transfer::Out, result, mem, opts),
                 None => {
                     let _ = write_ptr(out, v);
                 }
@@ -244,11 +226,7 @@ fn write_escaped(out: &mut LineBuf, bytes: &[u8]) {
             _ => {
                 // Short octal as strace does, unless a digit follows.
                 let next_is_digit = bytes.get(i + 1).is_some_and(u8::is_ascii_digit);
-                let _ = if next_is_digit {
-                    write!(out, "\\{b:03o}")
-                } else {
-                    write!(out, "\\{b:o}")
-                };
+                let _ = if next_is_digit { write!(out, "\\{b:03o}") } else { write!(out, "\\{b:o}") };
             }
         }
     }
@@ -290,9 +268,7 @@ fn write_cstr(out: &mut LineBuf, addr: usize, mem: UserMemory, limit: usize) {
 fn write_buffer(out: &mut LineBuf, addr: usize, len: usize, accessed: usize, opts: &DecodeOptions) {
     let mut buf = [0u8; 128];
     let shown = len.min(opts.string_limit).min(buf.len());
-    let mem = UserMemory {
-        trusted: shown <= accessed,
-    };
+    let mem = UserMemory { trusted: shown <= accessed };
     if addr == 0 || mem.read(addr, &mut buf[..shown]) < shown {
         let _ = write_ptr(out, addr);
         return;
@@ -336,10 +312,7 @@ fn write_iovec(
             out.push_bytes(b", ...");
             break;
         }
-        let (Some(base), Some(len)) = (
-            mem.read_word(addr + 16 * i),
-            mem.read_word(addr + 16 * i + 8),
-        ) else {
+        let (Some(base), Some(len)) = (mem.read_word(addr + 16 * i), mem.read_word(addr + 16 * i + 8)) else {
             let _ = write_ptr(out, addr);
             break;
         };
@@ -348,11 +321,7 @@ fn write_iovec(
         }
         out.push_bytes(b"{iov_base=");
         let accessed = (len as usize).min(moved);
-        let shown = if transfer == Transfer::Out {
-            accessed
-        } else {
-            len as usize
-        };
+        let shown = if transfer == Transfer::Out { accessed } else { len as usize };
         write_buffer(out, base as usize, shown, accessed, opts);
         moved -= accessed;
         let _ = write!(out, ", iov_len={len}}}");
@@ -389,9 +358,7 @@ fn write_argv(out: &mut LineBuf, addr: usize, mem: UserMemory) {
 fn write_envp(out: &mut LineBuf, addr: usize, mem: UserMemory) -> core::fmt::Result {
     write_ptr(out, addr)?;
     if addr != 0 {
-        let count = (0..4096)
-            .take_while(|&i| mem.read_word(addr + 8 * i).is_some_and(|p| p != 0))
-            .count();
+        let count = (0..4096).take_while(|&i| mem.read_word(addr + 8 * i).is_some_and(|p| p != 0)).count();
         write!(out, " /* {count} vars */")?;
     }
     Ok(())
@@ -420,14 +387,8 @@ mod tests {
 
     fn render(nr: i64, args: [usize; 6], raw: isize) -> String {
         let mut out = LineBuf::new();
-        let call = Call {
-            nr: nr as usize,
-            args,
-        };
-        let opts = DecodeOptions {
-            string_limit: 32,
-            show_time: false,
-        };
+        let call = Call { nr: nr as usize, args };
+        let opts = DecodeOptions { string_limit: 32, show_time: false };
         write_call(&mut out, &call, Outcome::Returned { raw, nanos: 0 }, &opts);
         String::from_utf8(out.as_bytes().to_vec()).unwrap()
     }
@@ -436,65 +397,29 @@ mod tests {
     fn openat_decodes_like_strace() {
         let path = b"/etc/passwd\0";
         let flags = (libc::O_RDONLY | libc::O_CLOEXEC) as usize;
-        let line = render(
-            libc::SYS_openat,
-            [
-                libc::AT_FDCWD as usize,
-                path.as_ptr() as usize,
-                flags,
-                0,
-                0,
-                0,
-            ],
-            3,
-        );
-        assert_eq!(
-            line,
-            "openat(AT_FDCWD, \"/etc/passwd\", O_RDONLY|O_CLOEXEC) = 3"
-        );
+        let line = render(libc::SYS_openat, [libc::AT_FDCWD as usize, path.as_ptr() as usize, flags, 0, 0, 0], 3);
+        assert_eq!(line, "openat(AT_FDCWD, \"/etc/passwd\", O_RDONLY|O_CLOEXEC) = 3");
     }
 
     #[test]
     fn errors_show_name_and_text() {
         let path = b"/nope\0";
-        let line = render(
-            libc::SYS_openat,
-            [libc::AT_FDCWD as usize, path.as_ptr() as usize, 0, 0, 0, 0],
-            -2,
-        );
-        assert_eq!(
-            line,
-            "openat(AT_FDCWD, \"/nope\", O_RDONLY) = -1 ENOENT (No such file or directory)"
-        );
+        let line = render(libc::SYS_openat, [libc::AT_FDCWD as usize, path.as_ptr() as usize, 0, 0, 0, 0], -2);
+        assert_eq!(line, "openat(AT_FDCWD, \"/nope\", O_RDONLY) = -1 ENOENT (No such file or directory)");
     }
 
     #[test]
     fn buffers_are_quoted_and_truncated() {
         let data = [b'x'; 100];
-        let line = render(
-            libc::SYS_write,
-            [1, data.as_ptr() as usize, 100, 0, 0, 0],
-            100,
-        );
-        assert_eq!(
-            line,
-            format!("write(1, \"{}\"..., 100) = 100", "x".repeat(32))
-        );
-        let line = render(
-            libc::SYS_write,
-            [1, b"a\nb".as_ptr() as usize, 3, 0, 0, 0],
-            3,
-        );
+        let line = render(libc::SYS_write, [1, data.as_ptr() as usize, 100, 0, 0, 0], 100);
+        assert_eq!(line, format!("write(1, \"{}\"..., 100) = 100", "x".repeat(32)));
+        let line = render(libc::SYS_write, [1, b"a\nb".as_ptr() as usize, 3, 0, 0, 0], 3);
         assert_eq!(line, "write(1, \"a\\nb\", 3) = 3");
     }
 
     #[test]
     fn bad_pointers_print_as_addresses() {
-        let line = render(
-            libc::SYS_write,
-            [1, 8, 3, 0, 0, 0],
-            -(libc::EFAULT as isize),
-        );
+        let line = render(libc::SYS_write, [1, 8, 3, 0, 0, 0], -(libc::EFAULT as isize));
         assert_eq!(line, "write(1, 0x8, 3) = -1 EFAULT (Bad address)");
         let line = render(libc::SYS_read, [0, 8, 3, 0, 0, 0], -(libc::EFAULT as isize));
         assert_eq!(line, "read(0, 0x8, 3) = -1 EFAULT (Bad address)");
@@ -502,19 +427,11 @@ mod tests {
 
     #[test]
     fn lseek_and_mmap() {
-        let line = render(
-            libc::SYS_lseek,
-            [3, 10, libc::SEEK_END as usize, 0, 0, 0],
-            110,
-        );
+        let line = render(libc::SYS_lseek, [3, 10, libc::SEEK_END as usize, 0, 0, 0], 110);
         assert_eq!(line, "lseek(3, 10, SEEK_END) = 110");
         let prot = (libc::PROT_READ | libc::PROT_WRITE) as usize;
         let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as usize;
-        let line = render(
-            libc::SYS_mmap,
-            [0, 4096, prot, flags, usize::MAX, 0],
-            0x7f0000000000,
-        );
+        let line = render(libc::SYS_mmap, [0, 4096, prot, flags, usize::MAX, 0], 0x7f0000000000);
         assert_eq!(line, "mmap(NULL, 4096, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = 0x7f0000000000");
     }
 
@@ -523,50 +440,29 @@ mod tests {
         let a = b"abc";
         let b = b"defg";
         let iov = [
-            libc::iovec {
-                iov_base: a.as_ptr() as *mut _,
-                iov_len: 3,
-            },
-            libc::iovec {
-                iov_base: b.as_ptr() as *mut _,
-                iov_len: 4,
-            },
+            libc::iovec { iov_base: a.as_ptr() as *mut _, iov_len: 3 },
+            libc::iovec { iov_base: b.as_ptr() as *mut _, iov_len: 4 },
         ];
         let line = render(libc::SYS_writev, [1, iov.as_ptr() as usize, 2, 0, 0, 0], 7);
-        assert_eq!(
-            line,
-            "writev(1, [{iov_base=\"abc\", iov_len=3}, {iov_base=\"defg\", iov_len=4}], 2) = 7"
-        );
+        assert_eq!(line, "writev(1, [{iov_base=\"abc\", iov_len=3}, {iov_base=\"defg\", iov_len=4}], 2) = 7");
     }
 
     #[test]
     fn partial_vectors_never_read_what_the_kernel_skipped() {
         let a = b"abc";
         let iov = [
-            libc::iovec {
-                iov_base: a.as_ptr() as *mut _,
-                iov_len: 3,
-            },
-            libc::iovec {
-                iov_base: 8 as *mut _,
-                iov_len: 4,
-            },
+            libc::iovec { iov_base: a.as_ptr() as *mut _, iov_len: 3 },
+            libc::iovec { iov_base: 8 as *mut _, iov_len: 4 },
         ];
         // A short writev: only the first buffer was consumed; the second is unmapped.
         let line = render(libc::SYS_writev, [1, iov.as_ptr() as usize, 2, 0, 0, 0], 3);
-        assert_eq!(
-            line,
-            "writev(1, [{iov_base=\"abc\", iov_len=3}, {iov_base=0x8, iov_len=4}], 2) = 3"
-        );
+        assert_eq!(line, "writev(1, [{iov_base=\"abc\", iov_len=3}, {iov_base=0x8, iov_len=4}], 2) = 3");
     }
 
     #[test]
     fn exits_are_pending() {
         let mut out = LineBuf::new();
-        let call = Call {
-            nr: libc::SYS_exit_group as usize,
-            args: [3, 0, 0, 0, 0, 0],
-        };
+        let call = Call { nr: libc::SYS_exit_group as usize, args: [3, 0, 0, 0, 0, 0] };
         write_call(&mut out, &call, Outcome::Pending, &DecodeOptions::default());
         assert_eq!(out.as_bytes(), b"exit_group(3) = ?");
     }

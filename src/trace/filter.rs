@@ -56,9 +56,7 @@ impl SyscallSet {
             if item == "all" {
                 set = Self::all();
             } else if let Some(class) = Class::from_name(item) {
-                (0..SYSCALL_COUNT)
-                    .filter(|&nr| in_class(nr, class))
-                    .for_each(|nr| set.insert(nr));
+                (0..SYSCALL_COUNT).filter(|&nr| in_class(nr, class)).for_each(|nr| set.insert(nr));
             } else if let Some(nr) = NAMES.iter().position(|&n| n == item && !n.is_empty()) {
                 set.insert(nr);
             } else {

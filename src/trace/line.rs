@@ -22,11 +22,7 @@ impl Default for LineBuf {
 
 impl LineBuf {
     pub const fn new() -> Self {
-        LineBuf {
-            buf: [0; LINE_MAX],
-            len: 0,
-            truncated: false,
-        }
+        LineBuf { buf: [0; LINE_MAX], len: 0, truncated: false }
     }
 
     pub fn push_bytes(&mut self, bytes: &[u8]) {

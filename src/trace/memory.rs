@@ -25,9 +25,7 @@ impl UserMemory {
         if self.trusted {
             // SAFETY: `trusted` is set only after the kernel accessed this range for the call
             // being decoded, so it is mapped and readable; `dst` is a distinct local buffer.
-            unsafe {
-                core::ptr::copy_nonoverlapping(addr as *const u8, dst.as_mut_ptr(), dst.len())
-            };
+            unsafe { core::ptr::copy_nonoverlapping(addr as *const u8, dst.as_mut_ptr(), dst.len()) };
             return dst.len();
         }
         match sys::read_own_memory(addr, dst) {
@@ -72,11 +70,7 @@ impl UserMemory {
                 return Some((done + nul, true));
             }
             if n < chunk {
-                return if done + n == 0 {
-                    None
-                } else {
-                    Some((done + n, false))
-                };
+                return if done + n == 0 { None } else { Some((done + n, false)) };
             }
             done += n;
         }
@@ -108,16 +102,10 @@ mod tests {
         for trusted in [true, false] {
             let mem = UserMemory { trusted };
             let mut buf = [0u8; 32];
-            assert_eq!(
-                mem.read_cstr(s.as_ptr() as usize, &mut buf),
-                Some((5, true))
-            );
+            assert_eq!(mem.read_cstr(s.as_ptr() as usize, &mut buf), Some((5, true)));
             assert_eq!(&buf[..5], b"hello");
             let mut small = [0u8; 3];
-            assert_eq!(
-                mem.read_cstr(s.as_ptr() as usize, &mut small),
-                Some((3, false))
-            );
+            assert_eq!(mem.read_cstr(s.as_ptr() as usize, &mut small), Some((3, false)));
         }
     }
 }

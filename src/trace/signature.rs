@@ -129,11 +129,7 @@ const S: u8 = Class::Signal as u8;
 const DS: u8 = Class::Desc as u8;
 
 const fn sig(args: &'static [Arg], classes: u8) -> Signature {
-    Signature {
-        args,
-        ret: Ret::Int,
-        classes,
-    }
+    Signature { args, ret: Ret::Int, classes }
 }
 
 const fn sig_ret(args: &'static [Arg], ret: Ret, classes: u8) -> Signature {
@@ -171,39 +167,21 @@ const fn build_table() -> [Signature; SYSCALL_COUNT] {
     set!(SYS_writev, sig(&[Fd, IovIn(2), Uint], D | DS));
     set!(SYS_preadv, sig(&[Fd, IovOut(2), Uint, Offset], D | DS));
     set!(SYS_pwritev, sig(&[Fd, IovIn(2), Uint, Offset], D | DS));
-    set!(
-        SYS_preadv2,
-        sig(&[Fd, IovOut(2), Uint, Offset, Hex, RwFlags], D | DS)
-    );
-    set!(
-        SYS_pwritev2,
-        sig(&[Fd, IovIn(2), Uint, Offset, Hex, RwFlags], D | DS)
-    );
+    set!(SYS_preadv2, sig(&[Fd, IovOut(2), Uint, Offset, Hex, RwFlags], D | DS));
+    set!(SYS_pwritev2, sig(&[Fd, IovIn(2), Uint, Offset, Hex, RwFlags], D | DS));
     set!(SYS_lseek, sig(&[Fd, Offset, Whence], D | DS));
     set!(SYS_fsync, sig(&[Fd], D | DS));
     set!(SYS_fdatasync, sig(&[Fd], D | DS));
-    set!(
-        SYS_sync_file_range,
-        sig(&[Fd, Offset, Offset, SyncRangeFlags], D | DS)
-    );
+    set!(SYS_sync_file_range, sig(&[Fd, Offset, Offset, SyncRangeFlags], D | DS));
     set!(SYS_syncfs, sig(&[Fd], D | DS));
     set!(SYS_sync, sig(&[], D));
     set!(SYS_ftruncate, sig(&[Fd, Offset], D | DS));
-    set!(
-        SYS_fallocate,
-        sig(&[Fd, FallocMode, Offset, Offset], D | DS)
-    );
+    set!(SYS_fallocate, sig(&[Fd, FallocMode, Offset, Offset], D | DS));
     set!(SYS_fadvise64, sig(&[Fd, Offset, Offset, Fadvise], D | DS));
     set!(SYS_readahead, sig(&[Fd, Offset, Uint], D | DS));
-    set!(
-        SYS_copy_file_range,
-        sig(&[Fd, OffsetPtr, Fd, OffsetPtr, Uint, Hex], D | DS)
-    );
+    set!(SYS_copy_file_range, sig(&[Fd, OffsetPtr, Fd, OffsetPtr, Uint, Hex], D | DS));
     set!(SYS_sendfile, sig(&[Fd, Fd, OffsetPtr, Uint], D | DS | N));
-    set!(
-        SYS_splice,
-        sig(&[Fd, OffsetPtr, Fd, OffsetPtr, Uint, Hex], D | DS)
-    );
+    set!(SYS_splice, sig(&[Fd, OffsetPtr, Fd, OffsetPtr, Uint, Hex], D | DS));
     set!(SYS_tee, sig(&[Fd, Fd, Uint, Hex], D | DS));
     set!(SYS_vmsplice, sig(&[Fd, Ptr, Uint, Hex], D | DS));
 
@@ -245,25 +223,16 @@ const fn build_table() -> [Signature; SYSCALL_COUNT] {
 
     // Paths.
     set!(SYS_open, sig(&[Path, OpenFlags, CreateMode], F | DS));
-    set!(
-        SYS_openat,
-        sig(&[DirFd, Path, OpenFlags, CreateMode], F | DS)
-    );
+    set!(SYS_openat, sig(&[DirFd, Path, OpenFlags, CreateMode], F | DS));
     set!(SYS_openat2, sig(&[DirFd, Path, Ptr, Uint], F | DS));
     set!(SYS_creat, sig(&[Path, Mode], F | DS));
     set!(SYS_stat, sig(&[Path, StatOut], F));
     set!(SYS_lstat, sig(&[Path, StatOut], F));
-    set!(
-        SYS_newfstatat,
-        sig(&[DirFd, Path, StatOut, AtFlags], F | DS)
-    );
+    set!(SYS_newfstatat, sig(&[DirFd, Path, StatOut, AtFlags], F | DS));
     set!(SYS_statx, sig(&[DirFd, Path, AtFlags, Hex, Ptr], F | DS));
     set!(SYS_access, sig(&[Path, AccessMode], F));
     set!(SYS_faccessat, sig(&[DirFd, Path, AccessMode], F | DS));
-    set!(
-        SYS_faccessat2,
-        sig(&[DirFd, Path, AccessMode, AtFlags], F | DS)
-    );
+    set!(SYS_faccessat2, sig(&[DirFd, Path, AccessMode, AtFlags], F | DS));
     set!(SYS_readlink, sig(&[Path, BufOut, Uint], F));
     set!(SYS_readlinkat, sig(&[DirFd, Path, BufOut, Uint], F | DS));
     set!(SYS_truncate, sig(&[Path, Offset], F));
@@ -271,15 +240,9 @@ const fn build_table() -> [Signature; SYSCALL_COUNT] {
     set!(SYS_unlinkat, sig(&[DirFd, Path, AtFlags], F | DS));
     set!(SYS_rename, sig(&[Path, Path], F));
     set!(SYS_renameat, sig(&[DirFd, Path, DirFd, Path], F | DS));
-    set!(
-        SYS_renameat2,
-        sig(&[DirFd, Path, DirFd, Path, RenameFlags], F | DS)
-    );
+    set!(SYS_renameat2, sig(&[DirFd, Path, DirFd, Path, RenameFlags], F | DS));
     set!(SYS_link, sig(&[Path, Path], F));
-    set!(
-        SYS_linkat,
-        sig(&[DirFd, Path, DirFd, Path, AtFlags], F | DS)
-    );
+    set!(SYS_linkat, sig(&[DirFd, Path, DirFd, Path, AtFlags], F | DS));
     set!(SYS_symlink, sig(&[Path, Path], F));
     set!(SYS_symlinkat, sig(&[Path, DirFd, Path], F | DS));
     set!(SYS_mkdir, sig(&[Path, Mode], F));
@@ -320,10 +283,7 @@ const fn build_table() -> [Signature; SYSCALL_COUNT] {
     set!(SYS_fork, sig(&[], P));
     set!(SYS_vfork, sig(&[], P));
     set!(SYS_execve, sig_ret(&[Path, Argv, Envp], Ret::Int, F | P));
-    set!(
-        SYS_execveat,
-        sig_ret(&[DirFd, Path, Argv, Envp, AtFlags], Ret::Int, F | P | DS)
-    );
+    set!(SYS_execveat, sig_ret(&[DirFd, Path, Argv, Envp, AtFlags], Ret::Int, F | P | DS));
     set!(SYS_exit, sig_ret(&[Int], Ret::NoReturn, P));
     set!(SYS_exit_group, sig_ret(&[Int], Ret::NoReturn, P));
     set!(SYS_wait4, sig(&[Int, Ptr, WaitOptions, Ptr], P));
@@ -350,20 +310,10 @@ const fn build_table() -> [Signature; SYSCALL_COUNT] {
     set!(SYS_umask, sig(&[Octal], F));
 
     // Memory.
-    set!(
-        SYS_mmap,
-        sig_ret(
-            &[Ptr, Uint, MmapProt, MmapFlags, Fd, Offset],
-            Ret::Ptr,
-            M | DS
-        )
-    );
+    set!(SYS_mmap, sig_ret(&[Ptr, Uint, MmapProt, MmapFlags, Fd, Offset], Ret::Ptr, M | DS));
     set!(SYS_munmap, sig(&[Ptr, Uint], M));
     set!(SYS_mprotect, sig(&[Ptr, Uint, MmapProt], M));
-    set!(
-        SYS_mremap,
-        sig_ret(&[Ptr, Uint, Uint, Hex, Ptr], Ret::Ptr, M)
-    );
+    set!(SYS_mremap, sig_ret(&[Ptr, Uint, Uint, Hex, Ptr], Ret::Ptr, M));
     set!(SYS_brk, sig_ret(&[Ptr], Ret::Ptr, M));
     set!(SYS_madvise, sig(&[Ptr, Uint, Madvise], M));
     set!(SYS_msync, sig(&[Ptr, Uint, Hex], M | D));
@@ -384,23 +334,14 @@ const fn build_table() -> [Signature; SYSCALL_COUNT] {
 
     // Network.
     set!(SYS_socket, sig(&[SockDomain, SockType, Int], N | DS));
-    set!(
-        SYS_socketpair,
-        sig(&[SockDomain, SockType, Int, FdPairOut], N | DS)
-    );
+    set!(SYS_socketpair, sig(&[SockDomain, SockType, Int, FdPairOut], N | DS));
     set!(SYS_bind, sig(&[Fd, Ptr, Uint], N | DS));
     set!(SYS_connect, sig(&[Fd, Ptr, Uint], N | DS));
     set!(SYS_listen, sig(&[Fd, Int], N | DS));
     set!(SYS_accept, sig(&[Fd, Ptr, Ptr], N | DS));
     set!(SYS_accept4, sig(&[Fd, Ptr, Ptr, Hex], N | DS));
-    set!(
-        SYS_sendto,
-        sig(&[Fd, BufIn(2), Uint, Hex, Ptr, Uint], N | DS)
-    );
-    set!(
-        SYS_recvfrom,
-        sig(&[Fd, BufOut, Uint, Hex, Ptr, Ptr], N | DS)
-    );
+    set!(SYS_sendto, sig(&[Fd, BufIn(2), Uint, Hex, Ptr, Uint], N | DS));
+    set!(SYS_recvfrom, sig(&[Fd, BufOut, Uint, Hex, Ptr, Ptr], N | DS));
     set!(SYS_sendmsg, sig(&[Fd, Ptr, Hex], N | DS));
     set!(SYS_recvmsg, sig(&[Fd, Ptr, Hex], N | DS));
     set!(SYS_sendmmsg, sig(&[Fd, Ptr, Uint, Hex], N | DS));

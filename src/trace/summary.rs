@@ -24,11 +24,7 @@ impl Default for Counters {
 impl Counters {
     pub const fn new() -> Self {
         #[allow(clippy::declare_interior_mutable_const)]
-        const ZERO: Counter = Counter {
-            calls: AtomicU64::new(0),
-            errors: AtomicU64::new(0),
-            nanos: AtomicU64::new(0),
-        };
+        const ZERO: Counter = Counter { calls: AtomicU64::new(0), errors: AtomicU64::new(0), nanos: AtomicU64::new(0) };
         Counters([ZERO; SYSCALL_COUNT])
     }
 
@@ -63,12 +59,7 @@ impl Counters {
         for (nr, c) in self.0.iter().enumerate() {
             let calls = c.calls.load(Relaxed);
             if calls > 0 {
-                f(Row {
-                    name: NAMES[nr],
-                    calls,
-                    errors: c.errors.load(Relaxed),
-                    nanos: c.nanos.load(Relaxed),
-                });
+                f(Row { name: NAMES[nr], calls, errors: c.errors.load(Relaxed), nanos: c.nanos.load(Relaxed) });
             }
         }
     }
@@ -86,12 +77,7 @@ impl Counters {
 
     /// Writes the summary table of this process alone, without allocating (used at exit).
     pub fn write_table<W: Write>(&self, w: &mut W) -> fmt::Result {
-        const EMPTY: Row = Row {
-            name: "",
-            calls: 0,
-            errors: 0,
-            nanos: 0,
-        };
+        const EMPTY: Row = Row { name: "", calls: 0, errors: 0, nanos: 0 };
         let mut rows = [EMPTY; SYSCALL_COUNT];
         let mut n = 0;
         self.for_each_row(|r| {
@@ -125,44 +111,22 @@ pub fn parse_dump(text: &str) -> impl Iterator<Item = (&str, u64, u64, u64)> {
 
 /// Interns a parsed name into the static table (names from dumps are always known syscalls).
 pub fn static_name(name: &str) -> &'static str {
-    NAMES
-        .iter()
-        .find(|&&n| n == name)
-        .copied()
-        .unwrap_or("unknown")
+    NAMES.iter().find(|&&n| n == name).copied().unwrap_or("unknown")
 }
 
 const RULE: &str = "------ ----------- ----------- --------- --------- ----------------";
 
 /// The `strace -c` table: sorted by time, then calls, then name; a total line at the end.
 pub fn write_table<W: Write>(w: &mut W, rows: &mut [Row]) -> fmt::Result {
-    rows.sort_unstable_by(|a, b| {
-        b.nanos
-            .cmp(&a.nanos)
-            .then(b.calls.cmp(&a.calls))
-            .then(a.name.cmp(b.name))
-    });
+    rows.sort_unstable_by(|a, b| b.nanos.cmp(&a.nanos).then(b.calls.cmp(&a.calls)).then(a.name.cmp(b.name)));
     let total_nanos: u64 = rows.iter().map(|r| r.nanos).sum();
     let total_calls: u64 = rows.iter().map(|r| r.calls).sum();
     let total_errors: u64 = rows.iter().map(|r| r.errors).sum();
-    writeln!(
-        w,
-        "% time     seconds  usecs/call     calls    errors syscall"
-    )?;
+    writeln!(w, "% time     seconds  usecs/call     calls    errors syscall")?;
     writeln!(w, "{RULE}")?;
     for r in rows.iter() {
-        let share = if total_nanos == 0 {
-            0.0
-        } else {
-            r.nanos as f64 * 100.0 / total_nanos as f64
-        };
-        write!(
-            w,
-            "{share:6.2} {:11.6} {:11} {:9} ",
-            r.nanos as f64 / 1e9,
-            r.nanos / 1000 / r.calls.max(1),
-            r.calls
-        )?;
+        let share = if total_nanos == 0 { 0.0 } else { r.nanos as f64 * 100.0 / total_nanos as f64 };
+        write!(w, "{share:6.2} {:11.6} {:11} {:9} ", r.nanos as f64 / 1e9, r.nanos / 1000 / r.calls.max(1), r.calls)?;
         if r.errors > 0 {
             write!(w, "{:9}", r.errors)?;
         } else {

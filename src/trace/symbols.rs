@@ -24,12 +24,7 @@ macro_rules! table {
 
 /// Writes the names in `table` whose bits are set in `flags`, then leftover bits in hex,
 /// joined by `|`; `sep` says a `|` is due before the first. Returns whether it wrote anything.
-fn write_bits<W: Write>(
-    w: &mut W,
-    mut flags: u64,
-    table: &Table,
-    mut sep: bool,
-) -> Result<bool, fmt::Error> {
+fn write_bits<W: Write>(w: &mut W, mut flags: u64, table: &Table, mut sep: bool) -> Result<bool, fmt::Error> {
     let mut wrote = false;
     for &(bits, name) in table {
         if bits != 0 && flags & bits == bits {
@@ -62,10 +57,7 @@ fn write_flags<W: Write>(w: &mut W, flags: u64, table: &Table) -> fmt::Result {
 }
 
 fn lookup(value: u64, table: &Table) -> Option<&'static str> {
-    table
-        .iter()
-        .find(|&&(v, _)| v == value)
-        .map(|&(_, name)| name)
+    table.iter().find(|&&(v, _)| v == value).map(|&(_, name)| name)
 }
 
 /// Writes the name of an enum value, or the value in hex when it has none.
@@ -571,12 +563,7 @@ mod tests {
 
     #[test]
     fn dirfd() {
-        for (fd, want) in [
-            (-100, "AT_FDCWD"),
-            (0xffff_ff9c, "AT_FDCWD"),
-            (3, "3"),
-            (-5, "-5"),
-        ] {
+        for (fd, want) in [(-100, "AT_FDCWD"), (0xffff_ff9c, "AT_FDCWD"), (3, "3"), (-5, "-5")] {
             let mut got = String::new();
             write_dirfd(&mut got, fd).unwrap();
             assert_eq!(got, want);

@@ -22,18 +22,12 @@ pub fn library() -> PathBuf {
 
 /// A scratch directory on /dev/shm (tmpfs), removed when dropped.
 pub fn shm_dir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("nvmmio-test-")
-        .tempdir_in("/dev/shm")
-        .expect("tempdir in /dev/shm")
+    tempfile::Builder::new().prefix("nvmmio-test-").tempdir_in("/dev/shm").expect("tempdir in /dev/shm")
 }
 
 /// A scratch directory under /tmp (a disk file system here), removed when dropped.
 pub fn tmp_dir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("nvmmio-test-")
-        .tempdir_in("/tmp")
-        .expect("tempdir in /tmp")
+    tempfile::Builder::new().prefix("nvmmio-test-").tempdir_in("/tmp").expect("tempdir in /tmp")
 }
 
 /// How to run a program.
@@ -52,27 +46,17 @@ pub const ALL_WAYS: [Under; 3] = [Under::Kernel, Under::Forward, Under::Trace];
 /// Runs `program args` in `cwd`, directly or with the library preloaded; always with LC_ALL=C.
 pub fn run_under(under: Under, cwd: &Path, program: &str, args: &[&str]) -> Output {
     let mut cmd = Command::new(program);
-    cmd.args(args)
-        .current_dir(cwd)
-        .env("LC_ALL", "C")
-        .env_remove("LD_PRELOAD");
-    for var in [
-        "NVMMIO_MODE",
-        "NVMMIO_TRACE_OUTPUT",
-        "NVMMIO_TRACE_FILTER",
-        "NVMMIO_TRACE_SUMMARY",
-    ] {
+    cmd.args(args).current_dir(cwd).env("LC_ALL", "C").env_remove("LD_PRELOAD");
+    for var in ["NVMMIO_MODE", "NVMMIO_TRACE_OUTPUT", "NVMMIO_TRACE_FILTER", "NVMMIO_TRACE_SUMMARY"] {
         cmd.env_remove(var);
     }
     if under != Under::Kernel {
         cmd.env("LD_PRELOAD", library());
     }
     if under == Under::Trace {
-        cmd.env("NVMMIO_MODE", "trace")
-            .env("NVMMIO_TRACE_OUTPUT", "/dev/null");
+        cmd.env("NVMMIO_MODE", "trace").env("NVMMIO_TRACE_OUTPUT", "/dev/null");
     }
-    cmd.output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
+    cmd.output().unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
 }
 
 /// Runs a shell command line.
@@ -119,21 +103,9 @@ pub fn nvmmio_cmd(cwd: &Path, args: &[&str]) -> Output {
 
 /// Compiles `tests/programs/NAME.c` into `dir` and returns the executable's path.
 pub fn compile_c(name: &str, dir: &Path) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/programs")
-        .join(format!("{name}.c"));
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs").join(format!("{name}.c"));
     let exe = dir.join(name);
-    let out = Command::new("cc")
-        .args(["-O2", "-pthread", "-o"])
-        .arg(&exe)
-        .arg(&src)
-        .output()
-        .expect("run cc");
-    assert!(
-        out.status.success(),
-        "cc {}: {}",
-        src.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new("cc").args(["-O2", "-pthread", "-o"]).arg(&exe).arg(&src).output().expect("run cc");
+    assert!(out.status.success(), "cc {}: {}", src.display(), String::from_utf8_lossy(&out.stderr));
     exe
 }

@@ -34,10 +34,7 @@ struct Buf {
 /// The buffers of a call: one, or an iovec array (copied in, checked like the kernel does).
 fn buffers(single: Option<(usize, usize)>, iov: Option<(usize, usize)>) -> Result<Vec<Buf>, Errno> {
     if let Some((addr, len)) = single {
-        return Ok(vec![Buf {
-            addr,
-            len: len.min(MAX_RW),
-        }]);
+        return Ok(vec![Buf { addr, len: len.min(MAX_RW) }]);
     }
     let (addr, count) = iov.unwrap_or((0, 0));
     if count > IOV_MAX {
@@ -138,50 +135,23 @@ pub fn serve(nr: usize, args: [usize; 6], file: &Arc<OpenFile>) -> Option<isize>
         libc::SYS_pread64 => read_at_pos(engine, file, buffers(single, None), Some(a[3] as i64)),
         libc::SYS_preadv => read_at_pos(engine, file, buffers(None, vector), Some(a[3] as i64)),
         libc::SYS_preadv2 => {
-            if a[5] as i32
-                & !(libc::RWF_HIPRI | libc::RWF_NOWAIT | libc::RWF_DSYNC | libc::RWF_SYNC)
-                != 0
-            {
+            if a[5] as i32 & !(libc::RWF_HIPRI | libc::RWF_NOWAIT | libc::RWF_DSYNC | libc::RWF_SYNC) != 0 {
                 return Some(err(libc::EOPNOTSUPP));
             }
-            let at = if a[3] as i64 == -1 {
-                None
-            } else {
-                Some(a[3] as i64)
-            };
+            let at = if a[3] as i64 == -1 { None } else { Some(a[3] as i64) };
             read_at_pos(engine, file, buffers(None, vector), at)
         }
         libc::SYS_write => write_at_pos(engine, file, buffers(single, None), None, false),
         libc::SYS_writev => write_at_pos(engine, file, buffers(None, vector), None, false),
-        libc::SYS_pwrite64 => write_at_pos(
-            engine,
-            file,
-            buffers(single, None),
-            Some(a[3] as i64),
-            false,
-        ),
-        libc::SYS_pwritev => write_at_pos(
-            engine,
-            file,
-            buffers(None, vector),
-            Some(a[3] as i64),
-            false,
-        ),
+        libc::SYS_pwrite64 => write_at_pos(engine, file, buffers(single, None), Some(a[3] as i64), false),
+        libc::SYS_pwritev => write_at_pos(engine, file, buffers(None, vector), Some(a[3] as i64), false),
         libc::SYS_pwritev2 => {
             let flags = a[5] as i32;
-            let known = libc::RWF_HIPRI
-                | libc::RWF_NOWAIT
-                | libc::RWF_DSYNC
-                | libc::RWF_SYNC
-                | libc::RWF_APPEND;
+            let known = libc::RWF_HIPRI | libc::RWF_NOWAIT | libc::RWF_DSYNC | libc::RWF_SYNC | libc::RWF_APPEND;
             if flags & !known != 0 {
                 return Some(err(libc::EOPNOTSUPP));
             }
-            let at = if a[3] as i64 == -1 {
-                None
-            } else {
-                Some(a[3] as i64)
-            };
+            let at = if a[3] as i64 == -1 { None } else { Some(a[3] as i64) };
             let append = flags & libc::RWF_APPEND != 0;
             let r = write_at_pos(engine, file, buffers(None, vector), at, append);
             if r >= 0 && flags & (libc::RWF_DSYNC | libc::RWF_SYNC) != 0 {
@@ -197,9 +167,8 @@ pub fn serve(nr: usize, args: [usize; 6], file: &Arc<OpenFile>) -> Option<isize>
             Err(e) => e.to_raw(),
         },
         libc::SYS_sync_file_range => {
-            let valid = libc::SYNC_FILE_RANGE_WAIT_BEFORE
-                | libc::SYNC_FILE_RANGE_WRITE
-                | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+            let valid =
+                libc::SYNC_FILE_RANGE_WAIT_BEFORE | libc::SYNC_FILE_RANGE_WRITE | libc::SYNC_FILE_RANGE_WAIT_AFTER;
             if a[3] as u32 & !valid != 0 || (a[1] as i64) < 0 || (a[2] as i64) < 0 {
                 err(libc::EINVAL)
             } else {
@@ -220,12 +189,7 @@ pub fn serve(nr: usize, args: [usize; 6], file: &Arc<OpenFile>) -> Option<isize>
     })
 }
 
-fn read_at_pos(
-    engine: &Engine,
-    file: &OpenFile,
-    bufs: Result<Vec<Buf>, Errno>,
-    at: Option<i64>,
-) -> isize {
+fn read_at_pos(engine: &Engine, file: &OpenFile, bufs: Result<Vec<Buf>, Errno>, at: Option<i64>) -> isize {
     if !file.readable() {
         return err(libc::EBADF);
     }
@@ -265,20 +229,12 @@ fn write_at_pos(
         Some(off) if off < 0 => err(libc::EINVAL),
         // Linux appends pwrite on an O_APPEND descriptor at the end, whatever the offset.
         Some(off) => {
-            let off = if file.append() || append {
-                engine.size()
-            } else {
-                off as u64
-            };
+            let off = if file.append() || append { engine.size() } else { off as u64 };
             result(write_from(engine, off, &bufs))
         }
         None => {
             let mut pos = file.lock_pos();
-            let off = if file.append() || append {
-                engine.size()
-            } else {
-                *pos
-            };
+            let off = if file.append() || append { engine.size() } else { *pos };
             let r = write_from(engine, off, &bufs);
             if let Ok(n) = r {
                 *pos = off + n as u64;

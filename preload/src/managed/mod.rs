@@ -49,10 +49,7 @@ pub enum Plan {
 static MANAGED_FDS: [AtomicU64; 1024] = [const { AtomicU64::new(0) }; 1024];
 
 fn mark(fd: i32, managed: bool) {
-    let Some(word) = usize::try_from(fd)
-        .ok()
-        .and_then(|f| MANAGED_FDS.get(f / 64))
-    else {
+    let Some(word) = usize::try_from(fd).ok().and_then(|f| MANAGED_FDS.get(f / 64)) else {
         return;
     };
     let bit = 1u64 << (fd % 64);
@@ -81,12 +78,9 @@ pub fn init(settings: &Settings) -> bool {
     if dirs.is_empty() {
         return false;
     }
-    CONFIG
-        .set(Config {
-            dirs,
-            engine: settings.engine,
-        })
-        .is_ok()
+    // Logs and data files close their descriptors through this: stop guarding them.
+    sys::set_close_hook(reserved_fd::unreserve);
+    CONFIG.set(Config { dirs, engine: settings.engine }).is_ok()
 }
 
 pub fn active() -> bool {
@@ -178,11 +172,7 @@ pub fn before(nr: usize, args: [usize; 6]) -> Plan {
             libc::F_DUPFD | libc::F_DUPFD_CLOEXEC | libc::F_SETFL => Plan::KernelThen,
             _ => Plan::Kernel,
         },
-        libc::SYS_stat
-        | libc::SYS_lstat
-        | libc::SYS_newfstatat
-        | libc::SYS_statx
-        | libc::SYS_fstat => Plan::KernelThen,
+        libc::SYS_stat | libc::SYS_lstat | libc::SYS_newfstatat | libc::SYS_statx | libc::SYS_fstat => Plan::KernelThen,
         libc::SYS_truncate => Plan::KernelThen,
         libc::SYS_mmap if is_managed_fd(args[4] as i32) => {
             if let Some(file) = table::get(args[4] as i32) {
@@ -190,23 +180,15 @@ pub fn before(nr: usize, args: [usize; 6]) -> Plan {
             }
             Plan::Kernel
         }
-        libc::SYS_fallocate | libc::SYS_ioctl if is_managed_fd(fd0) => {
-            kernel_on_checkpointed(&[fd0])
-        }
-        libc::SYS_copy_file_range | libc::SYS_splice
-            if is_managed_fd(fd0) || is_managed_fd(args[2] as i32) =>
-        {
+        libc::SYS_fallocate | libc::SYS_ioctl if is_managed_fd(fd0) => kernel_on_checkpointed(&[fd0]),
+        libc::SYS_copy_file_range | libc::SYS_splice if is_managed_fd(fd0) || is_managed_fd(args[2] as i32) => {
             kernel_on_checkpointed(&[fd0, args[2] as i32])
         }
         libc::SYS_sendfile if is_managed_fd(fd0) || is_managed_fd(args[1] as i32) => {
             kernel_on_checkpointed(&[fd0, args[1] as i32])
         }
         libc::SYS_clone if args[0] as i32 & libc::CLONE_THREAD != 0 => Plan::Kernel,
-        libc::SYS_clone
-        | libc::SYS_fork
-        | libc::SYS_vfork
-        | libc::SYS_execve
-        | libc::SYS_execveat => {
+        libc::SYS_clone | libc::SYS_fork | libc::SYS_vfork | libc::SYS_execve | libc::SYS_execveat => {
             checkpoint_all(true);
             Plan::Kernel
         }
@@ -214,14 +196,13 @@ pub fn before(nr: usize, args: [usize; 6]) -> Plan {
             for (fd, _) in table::all_fds() {
                 release(fd);
             }
+            drain_pool();
             Plan::Kernel
         }
-        libc::SYS_rt_sigaction => {
-            match usercopy::program_sigaction(args[0] as i32, args[1], args[2]) {
-                Some(result) => Plan::Served(result),
-                None => Plan::Kernel,
-            }
-        }
+        libc::SYS_rt_sigaction => match usercopy::program_sigaction(args[0] as i32, args[1], args[2]) {
+            Some(result) => Plan::Served(result),
+            None => Plan::Kernel,
+        },
         _ => match table::get(fd0) {
             Some(file) if uses_fd_as_file(nr) => match io::serve(nr, args, &file) {
                 Some(result) => Plan::Served(result),
@@ -244,10 +225,7 @@ pub fn after(nr: usize, args: [usize; 6], result: isize) {
     }
     match nr as i64 {
         libc::SYS_open => opened(result as i32, args[1] as i32),
-        libc::SYS_creat => opened(
-            result as i32,
-            libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC,
-        ),
+        libc::SYS_creat => opened(result as i32, libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC),
         libc::SYS_openat => opened(result as i32, args[2] as i32),
         libc::SYS_openat2 => {
             let mut how = [0u8; 8];
@@ -269,11 +247,9 @@ pub fn after(nr: usize, args: [usize; 6], result: isize) {
             libc::F_SETFL => {
                 if let Some(file) = table::get(args[0] as i32) {
                     // Only O_APPEND (and status flags) change; the access mode stays.
-                    let changeable =
-                        libc::O_APPEND | libc::O_NONBLOCK | libc::O_ASYNC | libc::O_NOATIME;
+                    let changeable = libc::O_APPEND | libc::O_NONBLOCK | libc::O_ASYNC | libc::O_NOATIME;
                     let old = file.flags.load(Relaxed);
-                    file.flags
-                        .store((old & !changeable) | (args[2] as i32 & changeable), Relaxed);
+                    file.flags.store((old & !changeable) | (args[2] as i32 & changeable), Relaxed);
                 }
             }
             _ => {}
@@ -283,11 +259,7 @@ pub fn after(nr: usize, args: [usize; 6], result: isize) {
         libc::SYS_newfstatat => io::patch_stat(args[2]),
         libc::SYS_statx => io::patch_statx(args[4]),
         libc::SYS_truncate => io::truncated_by_path(args[0], args[1] as u64),
-        libc::SYS_fallocate
-        | libc::SYS_ioctl
-        | libc::SYS_copy_file_range
-        | libc::SYS_splice
-        | libc::SYS_sendfile => {
+        libc::SYS_fallocate | libc::SYS_ioctl | libc::SYS_copy_file_range | libc::SYS_splice | libc::SYS_sendfile => {
             for fd in [args[0] as i32, args[1] as i32, args[2] as i32] {
                 if let Some(file) = table::get(fd) {
                     io::pull_from_kernel(fd, &file);
@@ -298,9 +270,11 @@ pub fn after(nr: usize, args: [usize; 6], result: isize) {
     }
 }
 
-/// A forked child: the files it inherited are the kernel's (the parent checkpointed them).
+/// A forked child: the files it inherited are the kernel's (the parent checkpointed them), and
+/// the pooled logs are the parent's (their locks are shared with it).
 pub fn after_fork_child() {
     table::clear();
+    std::mem::take(&mut *POOL.lock().unwrap_or_else(|p| p.into_inner()));
 }
 
 /// Registers a new descriptor if it is a regular file in a managed directory.
@@ -327,7 +301,7 @@ fn opened(fd: i32, flags: i32) {
             let Some(dir) = managed_dir_of(fd, config) else {
                 return;
             };
-            match open_inode(fd, key, &dir, flags, config.engine) {
+            match open_inode(fd, &st, &dir, flags, config.engine) {
                 Ok(inode) => {
                     table::add_inode(inode.clone());
                     inode
@@ -338,11 +312,7 @@ fn opened(fd: i32, flags: i32) {
         }
     };
     usercopy::ensure_installed();
-    let open_file = OpenFile {
-        inode,
-        pos: Mutex::new(0),
-        flags: std::sync::atomic::AtomicI32::new(flags),
-    };
+    let open_file = OpenFile { inode, pos: Mutex::new(0), flags: std::sync::atomic::AtomicI32::new(flags) };
     table::set(fd, Some(Arc::new(open_file)));
 }
 
@@ -363,64 +333,109 @@ fn managed_dir_of(fd: i32, config: &Config) -> Option<String> {
         .cloned()
 }
 
-/// Opens the engine for a file: our own descriptor for it, its log (locked, so that only one
-/// process manages a file at a time), and recovery of what a crash left.
-fn open_inode(
-    fd: i32,
-    key: (u64, u64),
-    dir: &str,
-    flags: i32,
-    settings: EngineSettings,
-) -> Result<Arc<Inode>, Errno> {
-    let reopen = CString::new(format!("/proc/self/fd/{fd}")).map_err(|_| Errno(libc::EINVAL))?;
-    let data_fd = reserved_fd::reserve(sys::openat(
-        libc::AT_FDCWD,
-        &reopen,
-        libc::O_RDWR | libc::O_CLOEXEC,
-        0,
-    )?)?;
+/// Log files kept open, mapped, locked and empty after their file closed, for the next file
+/// of the same directory: opening and closing small files (SQLite's journal, every
+/// transaction) then costs two renames instead of creating, mapping and removing a log.
+struct PooledLog {
+    dir: String,
+    path: CString,
+    log: LogFile,
+}
+
+static POOL: Mutex<Vec<PooledLog>> = Mutex::new(Vec::new());
+const POOL_MAX: usize = 8;
+static POOL_SEQ: AtomicU64 = AtomicU64::new(0);
+
+fn cstring(s: String) -> Result<CString, Errno> {
+    CString::new(s).map_err(|_| Errno(libc::EINVAL))
+}
+
+/// The log for file `key` in `dir`: a pooled one renamed to the file's log name, unless a log of
+/// that name is already there (left by a crash: it is opened and recovered), else a new one.
+/// The log is locked: a file is managed by one process at a time.
+fn acquire_log(dir: &str, key: (u64, u64)) -> Result<(LogFile, CString), Errno> {
     let meta = format!("{dir}/.nvmmio");
-    let _ = sys::mkdir(
-        &CString::new(meta.clone()).map_err(|_| Errno(libc::EINVAL))?,
-        0o700,
-    );
-    let log_path =
-        CString::new(format!("{meta}/{}-{}.log", key.0, key.1)).map_err(|_| Errno(libc::EINVAL))?;
-    let log_fd = match sys::openat(
+    let target = cstring(format!("{meta}/{}-{}.log", key.0, key.1))?;
+    let pooled = {
+        let mut pool = POOL.lock().unwrap_or_else(|p| p.into_inner());
+        pool.iter().position(|p| p.dir == dir).map(|i| pool.swap_remove(i))
+    };
+    if let Some(p) = pooled {
+        match sys::rename_noreplace(&p.path, &target) {
+            Ok(()) => return Ok((p.log, target)),
+            Err(_) => POOL.lock().unwrap_or_else(|p| p.into_inner()).push(p),
+        }
+    }
+    let _ = sys::mkdir(&cstring(meta)?, 0o700);
+    let fd = reserved_fd::reserve(sys::openat(
         libc::AT_FDCWD,
-        &log_path,
+        &target,
         libc::O_RDWR | libc::O_CREAT | libc::O_CLOEXEC,
         0o600,
-    )
-    .and_then(reserved_fd::reserve)
-    {
-        Ok(log_fd) => log_fd,
+    )?)?;
+    if let Err(e) = sys::flock(fd, libc::LOCK_EX | libc::LOCK_NB) {
+        reserved_fd::release_and_close(fd);
+        return Err(e);
+    }
+    match LogFile::open(fd, 64 << 10) {
+        Ok(log) => Ok((log, target)),
+        Err(e) => {
+            reserved_fd::release_and_close(fd);
+            Err(e)
+        }
+    }
+}
+
+/// An emptied log goes back to the pool under a pool name (or away, if the pool is full).
+fn release_log(dir: &str, log: LogFile, path: &CString) {
+    let pool_len = POOL.lock().unwrap_or_else(|p| p.into_inner()).len();
+    if pool_len < POOL_MAX {
+        let seq = POOL_SEQ.fetch_add(1, Relaxed);
+        if let Ok(pool_path) = cstring(format!("{dir}/.nvmmio/pool-{}-{seq}.log", sys::getpid())) {
+            if sys::rename_noreplace(path, &pool_path).is_ok() {
+                let entry = PooledLog { dir: dir.to_string(), path: pool_path, log };
+                POOL.lock().unwrap_or_else(|p| p.into_inner()).push(entry);
+                return;
+            }
+        }
+    }
+    let _ = sys::unlink(path);
+    drop(log);
+}
+
+/// At exit: the pooled logs are removed.
+fn drain_pool() {
+    let pool = std::mem::take(&mut *POOL.lock().unwrap_or_else(|p| p.into_inner()));
+    for p in pool {
+        let _ = sys::unlink(&p.path);
+    }
+}
+
+/// Opens the engine for a file: our own descriptor for it (a copy of the program's when that
+/// one is open for reading and writing), its log, and recovery of what a crash left.
+fn open_inode(fd: i32, st: &libc::stat, dir: &str, flags: i32, settings: EngineSettings) -> Result<Arc<Inode>, Errno> {
+    let key = (st.st_dev, st.st_ino);
+    let data_fd = if flags & libc::O_ACCMODE == libc::O_RDWR {
+        reserved_fd::reserve_copy(fd)?
+    } else {
+        let reopen = cstring(format!("/proc/self/fd/{fd}"))?;
+        reserved_fd::reserve(sys::openat(libc::AT_FDCWD, &reopen, libc::O_RDWR | libc::O_CLOEXEC, 0)?)?
+    };
+    let (log, log_path) = match acquire_log(dir, key) {
+        Ok(l) => l,
         Err(e) => {
             reserved_fd::release_and_close(data_fd);
             return Err(e);
         }
     };
-    let undo = |e: Errno| {
-        reserved_fd::release_and_close(log_fd);
-        reserved_fd::release_and_close(data_fd);
-        e
-    };
-    sys::flock(log_fd, libc::LOCK_EX | libc::LOCK_NB).map_err(undo)?;
-    let log = LogFile::open(log_fd, 64 << 10).map_err(undo)?;
-    let storage = MappedStorage::new(data_fd).map_err(undo)?;
+    let storage = MappedStorage::with_size(data_fd, st.st_size as u64, log.is_tmpfs());
     // A truncating open supersedes whatever an old log holds.
     let engine = if flags & libc::O_TRUNC != 0 {
         ManagedFile::create(storage, log, settings)
     } else {
-        ManagedFile::open(storage, log, settings)
-            .map(|(engine, _)| engine)
-            .map_err(|_| Errno(libc::EIO))
+        ManagedFile::open(storage, log, settings).map(|(engine, _)| engine).map_err(|_| Errno(libc::EIO))
     }?;
-    Ok(Arc::new(Inode {
-        key,
-        log_path,
-        state: Mutex::new(State::Engine(Box::new(engine))),
-    }))
+    Ok(Arc::new(Inode { key, dir: dir.to_string(), log_path, state: Mutex::new(State::Engine(Box::new(engine))) }))
 }
 
 /// The program closes `fd`: forget it; the last descriptor of a file checkpoints it and removes
@@ -437,15 +452,17 @@ fn release(fd: i32) {
     finish_inode(&inode);
 }
 
-/// Applies a file's log and removes it; the file is the kernel's from then on.
+/// Applies a file's log and gives the log back to the pool; the file is the kernel's from then
+/// on.
 fn finish_inode(inode: &Inode) {
     let mut state = inode.lock();
-    if let State::Engine(engine) = &mut *state {
-        if engine.checkpoint().is_ok() {
-            let _ = sys::unlink(&inode.log_path);
+    if let State::Engine(engine) = std::mem::replace(&mut *state, State::Kernel) {
+        // If the log cannot be applied it stays where it is, for recovery.
+        if let Ok((storage, log)) = engine.into_parts() {
+            drop(storage);
+            release_log(&inode.dir, log, &inode.log_path);
         }
     }
-    *state = State::Kernel;
 }
 
 /// The program maps the file: from now on the kernel serves it, with every offset handed over.

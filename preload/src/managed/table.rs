@@ -21,6 +21,8 @@ pub enum State {
 
 pub struct Inode {
     pub key: (u64, u64),
+    /// The managed directory the file is in (its log lives in `dir/.nvmmio`).
+    pub dir: String,
     /// The log file's path (NUL-terminated), removed when the last descriptor closes.
     pub log_path: std::ffi::CString,
     pub state: Mutex<State>,
@@ -28,9 +30,7 @@ pub struct Inode {
 
 impl Inode {
     pub fn lock(&self) -> MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -56,9 +56,7 @@ impl OpenFile {
     }
 
     pub fn lock_pos(&self) -> MutexGuard<'_, u64> {
-        self.pos
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.pos.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -88,10 +86,7 @@ pub fn set(fd: i32, file: Option<Arc<OpenFile>>) {
 /// Every descriptor with its open file (for exec, fork and exit).
 pub fn all_fds() -> Vec<(i32, Arc<OpenFile>)> {
     let fds = FDS.read().unwrap_or_else(|p| p.into_inner());
-    fds.iter()
-        .enumerate()
-        .filter_map(|(i, f)| Some((i as i32, f.clone()?)))
-        .collect()
+    fds.iter().enumerate().filter_map(|(i, f)| Some((i as i32, f.clone()?))).collect()
 }
 
 /// Whether any descriptor still refers to `inode`.
@@ -101,12 +96,7 @@ pub fn inode_in_use(inode: &Arc<Inode>) -> bool {
 }
 
 pub fn find_inode(key: (u64, u64)) -> Option<Arc<Inode>> {
-    INODES
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .iter()
-        .find(|i| i.key == key)
-        .cloned()
+    INODES.lock().unwrap_or_else(|p| p.into_inner()).iter().find(|i| i.key == key).cloned()
 }
 
 pub fn add_inode(inode: Arc<Inode>) {
@@ -114,10 +104,7 @@ pub fn add_inode(inode: Arc<Inode>) {
 }
 
 pub fn remove_inode(inode: &Arc<Inode>) {
-    INODES
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .retain(|i| !Arc::ptr_eq(i, inode));
+    INODES.lock().unwrap_or_else(|p| p.into_inner()).retain(|i| !Arc::ptr_eq(i, inode));
 }
 
 pub fn all_inodes() -> Vec<Arc<Inode>> {

@@ -26,16 +26,12 @@ pub fn library(args: &LaunchArgs) -> Result<PathBuf, String> {
         (Some(path), _) => path.clone(),
         (None, Some(path)) => PathBuf::from(path),
         (None, None) => {
-            let exe = std::env::current_exe()
-                .map_err(|e| format!("cannot locate the nvmmio binary: {e}"))?;
+            let exe = std::env::current_exe().map_err(|e| format!("cannot locate the nvmmio binary: {e}"))?;
             exe.with_file_name("libnvmmio.so")
         }
     };
     let path = candidate.canonicalize().map_err(|e| {
-        format!(
-            "{}: {e} (build it with `cargo build --release` or set {ENV_LIB})",
-            candidate.display()
-        )
+        format!("{}: {e} (build it with `cargo build --release` or set {ENV_LIB})", candidate.display())
     })?;
     Ok(path)
 }
@@ -57,17 +53,13 @@ pub fn run(args: &LaunchArgs, env: &[(&str, String)]) -> Result<ExitCode, String
     if !args.dirs.is_empty() {
         let mut dirs = Vec::new();
         for d in &args.dirs {
-            let real = d
-                .canonicalize()
-                .map_err(|e| format!("--dir {}: {e}", d.display()))?;
+            let real = d.canonicalize().map_err(|e| format!("--dir {}: {e}", d.display()))?;
             dirs.push(real.display().to_string());
         }
         cmd.env(nvmmio::config::ENV_DIRS, dirs.join(":"));
     }
     let mut child = cmd.spawn().map_err(|e| format!("{program}: {e}"))?;
-    let status = child
-        .wait()
-        .map_err(|e| format!("waiting for {program}: {e}"))?;
+    let status = child.wait().map_err(|e| format!("waiting for {program}: {e}"))?;
     Ok(match (status.code(), status.signal()) {
         (Some(code), _) => ExitCode::from(code as u8),
         (None, Some(sig)) => ExitCode::from(128 + sig as u8),

@@ -38,9 +38,7 @@ enum Command {
 }
 
 fn variables_help() -> String {
-    let mut s = String::from(
-        "Environment variables (read by libnvmmio.so; set them for plain LD_PRELOAD use):\n",
-    );
+    let mut s = String::from("Environment variables (read by libnvmmio.so; set them for plain LD_PRELOAD use):\n");
     for (name, what) in nvmmio::config::VARIABLES {
         s.push_str(&format!("  {name:<26} {what}\n"));
     }

@@ -49,37 +49,19 @@ pub fn run(dir: &Path) -> Result<ExitCode, String> {
     let settings = EnvSettings::engine();
     let mut problems = 0;
     for log_path in logs {
-        let name = log_path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or_default()
-            .to_string();
-        let key = name
-            .split_once('-')
-            .and_then(|(d, i)| Some((d.parse::<u64>().ok()?, i.parse::<u64>().ok()?)));
+        let name = log_path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
+        let key = name.split_once('-').and_then(|(d, i)| Some((d.parse::<u64>().ok()?, i.parse::<u64>().ok()?)));
         let Some(key) = key else {
-            println!(
-                "{}: not a log name (DEV-INODE.log), left alone",
-                log_path.display()
-            );
+            println!("{}: not a log name (DEV-INODE.log), left alone", log_path.display());
             problems += 1;
             continue;
         };
         let Some(data_path) = files.get(&key) else {
-            println!(
-                "{}: its file no longer exists (removed), log deleted",
-                log_path.display()
-            );
+            println!("{}: its file no longer exists (removed), log deleted", log_path.display());
             let _ = fs::remove_file(&log_path);
             continue;
         };
-        let open = |p: &Path| {
-            OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(p)
-                .map(|f| f.into_raw_fd())
-        };
+        let open = |p: &Path| OpenOptions::new().read(true).write(true).open(p).map(|f| f.into_raw_fd());
         let (data_fd, log_fd) = match (open(data_path), open(&log_path)) {
             (Ok(d), Ok(l)) => (d, l),
             (Err(e), _) | (_, Err(e)) => {
@@ -89,10 +71,7 @@ pub fn run(dir: &Path) -> Result<ExitCode, String> {
             }
         };
         if sys::flock(log_fd, libc::LOCK_EX | libc::LOCK_NB).is_err() {
-            println!(
-                "{}: in use by a running process, left alone",
-                data_path.display()
-            );
+            println!("{}: in use by a running process, left alone", data_path.display());
             continue;
         }
         let log = match LogFile::open(log_fd, 4096) {
@@ -114,19 +93,11 @@ pub fn run(dir: &Path) -> Result<ExitCode, String> {
                 let _ = fs::remove_file(&log_path);
             }
             Err(e) => {
-                println!(
-                    "{}: {e}; file left as it was, log kept at {}",
-                    data_path.display(),
-                    log_path.display()
-                );
+                println!("{}: {e}; file left as it was, log kept at {}", data_path.display(), log_path.display());
                 problems += 1;
             }
         }
         let _ = sys::close(data_fd);
     }
-    Ok(if problems == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(if problems == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

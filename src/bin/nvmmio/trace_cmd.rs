@@ -66,11 +66,7 @@ pub fn run(args: &TraceArgs) -> Result<ExitCode, String> {
             // Our own standard error, reopened by each process: the program's redirections of its
             // stderr do not capture the trace, as with strace.
             let own_stderr = format!("/proc/{}/fd/2", std::process::id());
-            if fs::OpenOptions::new()
-                .append(true)
-                .open(&own_stderr)
-                .is_ok()
-            {
+            if fs::OpenOptions::new().append(true).open(&own_stderr).is_ok() {
                 env.push((ENV_TRACE_OUTPUT, own_stderr));
             }
         }
@@ -78,10 +74,7 @@ pub fn run(args: &TraceArgs) -> Result<ExitCode, String> {
     let summary_dir = if args.summary_only || args.summary_also {
         let dir = std::env::temp_dir().join(format!("nvmmio-summary-{}", std::process::id()));
         fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        env.push((
-            ENV_TRACE_SUMMARY,
-            if args.summary_only { "only" } else { "also" }.into(),
-        ));
+        env.push((ENV_TRACE_SUMMARY, if args.summary_only { "only" } else { "also" }.into()));
         env.push((ENV_TRACE_SUMMARY_DIR, dir.display().to_string()));
         Some(dir)
     } else {
@@ -122,12 +115,7 @@ fn sum_dumps(dir: &Path) -> Result<String, String> {
                     r.errors += errors;
                     r.nanos += nanos;
                 }
-                None => rows.push(Row {
-                    name,
-                    calls,
-                    errors,
-                    nanos,
-                }),
+                None => rows.push(Row { name, calls, errors, nanos }),
             }
         }
     }
