@@ -229,3 +229,36 @@ fn killed_writers_recover_to_their_last_fsync() {
         }
     }
 }
+
+#[test]
+fn forks_while_threads_write_never_deadlock() {
+    let dir = shm_dir();
+    let script = r#"/usr/bin/python3 -c '
+import os, threading
+stop = False
+def writer(t):
+    fd = os.open(f"t{t}.bin", os.O_RDWR | os.O_CREAT, 0o644)
+    k = 0
+    while not stop:
+        os.pwrite(fd, bytes([k % 256]) * 4096, (k % 64) * 4096); k += 1
+    os.close(fd)
+ts = [threading.Thread(target=writer, args=(t,)) for t in range(3)]
+[t.start() for t in ts]
+for i in range(40):
+    pid = os.fork()
+    if pid == 0:
+        fd = os.open(f"child{i}.bin", os.O_WRONLY | os.O_CREAT, 0o644)
+        os.write(fd, b"child %d" % i); os.fsync(fd); os._exit(0)
+    os.waitpid(pid, 0)
+stop = True
+[t.join() for t in ts]
+print(sorted(open(f"child{i}.bin", "rb").read() for i in range(40)) == sorted(b"child %d" % i for i in range(40)))
+'"#;
+    let mut cmd = Command::new("timeout");
+    cmd.args(["60", "/bin/sh", "-c", script])
+        .current_dir(dir.path())
+        .env("LD_PRELOAD", library())
+        .env("NVMMIO_DIRS", dir.path());
+    let out = cmd.output().unwrap();
+    assert_eq!(ok(&out), "True\n");
+}

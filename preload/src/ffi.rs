@@ -42,6 +42,12 @@ pub fn install_hooks() {
     }
 }
 
+/// Registers fork handlers with glibc (run around its fork, outside malloc's fork locks).
+pub fn at_fork(prepare: extern "C" fn(), parent: extern "C" fn(), child: extern "C" fn()) {
+    // SAFETY: plain `extern "C"` functions without arguments, valid for the process lifetime.
+    unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
+}
+
 /// The calling thread's `errno`.
 pub fn errno() -> i32 {
     // SAFETY: __errno_location returns a valid pointer to this thread's errno for its lifetime.

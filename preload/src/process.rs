@@ -7,7 +7,6 @@ use std::cell::Cell;
 use nvmmio_core::sys;
 
 use crate::dispatch::{run, Action};
-use crate::managed;
 use crate::tracer::{self, Tracer};
 
 #[derive(Clone, Copy)]
@@ -115,13 +114,12 @@ pub fn fork_or_clone(t: Option<&Tracer>, nr: usize, args: [usize; 6]) -> Action 
     Action::Return(result)
 }
 
+/// In a forked child, still inside glibc's fork (malloc's locks are held: nothing here may
+/// allocate; the managed files are handed over by the pthread_atfork child handler).
 fn after_fork_in_child(t: Option<&Tracer>) {
     forget_ids();
     if let Some(t) = t {
         t.after_fork();
-    }
-    if managed::active() {
-        managed::after_fork_child();
     }
 }
 

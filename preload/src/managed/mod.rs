@@ -80,6 +80,7 @@ pub fn init(settings: &Settings) -> bool {
     }
     // Logs and data files close their descriptors through this: stop guarding them.
     sys::set_close_hook(reserved_fd::unreserve);
+    crate::ffi::at_fork(fork_prepare, fork_parent, fork_child);
     CONFIG.set(Config { dirs, engine: settings.engine }).is_ok()
 }
 
@@ -187,8 +188,13 @@ pub fn before(nr: usize, args: [usize; 6]) -> Plan {
         libc::SYS_sendfile if is_managed_fd(fd0) || is_managed_fd(args[1] as i32) => {
             kernel_on_checkpointed(&[fd0, args[1] as i32])
         }
-        libc::SYS_clone if args[0] as i32 & libc::CLONE_THREAD != 0 => Plan::Kernel,
-        libc::SYS_clone | libc::SYS_fork | libc::SYS_vfork | libc::SYS_execve | libc::SYS_execveat => {
+        // Threads share everything; glibc's fork was prepared by `fork_prepare` (here, inside
+        // the fork, allocating could deadlock on malloc's locks).
+        libc::SYS_clone if args[0] as i32 & (libc::CLONE_THREAD | libc::CLONE_VM) != libc::CLONE_VM => Plan::Kernel,
+        libc::SYS_fork => Plan::Kernel,
+        // vfork and posix_spawn: the child borrows our memory and will exec; the kernel must
+        // hold current data and offsets first.
+        libc::SYS_clone | libc::SYS_vfork | libc::SYS_execve | libc::SYS_execveat => {
             checkpoint_all(true);
             Plan::Kernel
         }
@@ -270,9 +276,40 @@ pub fn after(nr: usize, args: [usize; 6], result: isize) {
     }
 }
 
-/// A forked child: the files it inherited are the kernel's (the parent checkpointed them), and
-/// the pooled logs are the parent's (their locks are shared with it).
-pub fn after_fork_child() {
+/// Locks held across a fork (see [`table::hold`]).
+struct ForkHold {
+    _tables: table::TablesHeld,
+    _pool: std::sync::MutexGuard<'static, Vec<PooledLog>>,
+}
+
+thread_local! {
+    /// Set by `fork_prepare`, taken by `fork_parent` / `fork_child` (the same thread).
+    static FORK_HOLD: std::cell::RefCell<Option<ForkHold>> = const { std::cell::RefCell::new(None) };
+}
+
+/// glibc's fork runs these handlers (pthread_atfork) *before* it takes malloc's locks for the
+/// fork and after it releases them: the only place where a fork can be prepared with code that
+/// allocates (a checkpoint does). The prepare handler checkpoints every file and hands offsets
+/// to the kernel, then holds the tables' locks across the fork, so the child never inherits one
+/// held by another thread.
+extern "C" fn fork_prepare() {
+    let Some(_inside) = crate::guard::enter() else { return };
+    checkpoint_all(true);
+    let tables = table::hold();
+    let pool = POOL.lock().unwrap_or_else(|p| p.into_inner());
+    FORK_HOLD.with(|h| *h.borrow_mut() = Some(ForkHold { _tables: tables, _pool: pool }));
+}
+
+extern "C" fn fork_parent() {
+    let Some(_inside) = crate::guard::enter() else { return };
+    FORK_HOLD.with(|h| h.borrow_mut().take());
+}
+
+/// The child: the files it inherited are the kernel's (the parent checkpointed them), and the
+/// pooled logs are the parent's (their locks are shared with it).
+extern "C" fn fork_child() {
+    let Some(_inside) = crate::guard::enter() else { return };
+    FORK_HOLD.with(|h| h.borrow_mut().take());
     table::clear();
     std::mem::take(&mut *POOL.lock().unwrap_or_else(|p| p.into_inner()));
 }

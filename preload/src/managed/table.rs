@@ -111,6 +111,19 @@ pub fn all_inodes() -> Vec<Arc<Inode>> {
     INODES.lock().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
+/// The tables' locks, held across a fork so that the child never inherits one locked by
+/// another thread (it would wait forever).
+pub struct TablesHeld {
+    _fds: std::sync::RwLockWriteGuard<'static, Vec<Option<Arc<OpenFile>>>>,
+    _inodes: MutexGuard<'static, Vec<Arc<Inode>>>,
+}
+
+pub fn hold() -> TablesHeld {
+    let fds = FDS.write().unwrap_or_else(|p| p.into_inner());
+    let inodes = INODES.lock().unwrap_or_else(|p| p.into_inner());
+    TablesHeld { _fds: fds, _inodes: inodes }
+}
+
 /// Forgets everything (a forked child hands its files to the kernel).
 pub fn clear() {
     let mut fds = FDS.write().unwrap_or_else(|p| p.into_inner());
