@@ -31,6 +31,8 @@ pub const ENV_DIRS: &str = "NVMMIO_DIRS";
 pub const ENV_LOG_MAX: &str = "NVMMIO_LOG_MAX";
 /// Checkpoint after an fsync once a file's log holds this much (bytes; k, m, g). Default 64m.
 pub const ENV_CHECKPOINT_AT: &str = "NVMMIO_CHECKPOINT_AT";
+/// `1`: each process prints a summary of what nvmmio served to stderr when it exits.
+pub const ENV_STATS: &str = "NVMMIO_STATS";
 /// Fault injection for tests: a system call name; nvmmio's dispatch panics on every such call,
 /// which must be reported once and the call passed to the kernel.
 pub const ENV_TEST_PANIC_IN: &str = "NVMMIO_TEST_PANIC_IN";
@@ -53,6 +55,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     (ENV_DIRS, "managed directories (colon-separated): their regular files are served in user space"),
     (ENV_LOG_MAX, "largest log per file before a checkpoint makes room (default 256m)"),
     (ENV_CHECKPOINT_AT, "checkpoint after fsync once a log holds this much (default 64m)"),
+    (ENV_STATS, "1: each process prints what nvmmio served (calls, bytes logged, commits, checkpoints) at exit"),
     (ENV_TEST_PANIC_IN, "for tests: make nvmmio panic on this syscall (reported once, call forwarded)"),
     (ENV_LIB, "path of libnvmmio.so for `nvmmio run`/`trace` (default: next to the nvmmio binary)"),
 ];
@@ -88,6 +91,8 @@ pub struct Settings {
     pub test_panic_in: Option<usize>,
     /// Managed directories (absolute, as given).
     pub dirs: Vec<String>,
+    /// Print the exit summary.
+    pub stats: bool,
     pub engine: EngineSettings,
 }
 
@@ -163,6 +168,7 @@ impl Settings {
             mode,
             test_panic_in,
             dirs,
+            stats: flag(ENV_STATS),
             engine,
             trace: TraceSettings {
                 output: nonempty(ENV_TRACE_OUTPUT),

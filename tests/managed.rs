@@ -262,3 +262,39 @@ print(sorted(open(f"child{i}.bin", "rb").read() for i in range(40)) == sorted(b"
     let out = cmd.output().unwrap();
     assert_eq!(ok(&out), "True\n");
 }
+
+#[test]
+fn exit_summary_reports_what_was_served() {
+    let dir = shm_dir();
+    let target = dir.path().join("x");
+    let out = nvmmio_cmd(
+        dir.path(),
+        &[
+            "run",
+            "--stats",
+            "--dir",
+            dir.path().to_str().unwrap(),
+            "--",
+            "dd",
+            "if=/dev/zero",
+            &format!("of={}", target.display()),
+            "bs=4k",
+            "count=500",
+            "conv=fsync",
+            "status=none",
+        ],
+    );
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr.lines().find(|l| l.starts_with("nvmmio: pid ")).unwrap_or_else(|| panic!("{stderr}"));
+    let number = |word: &str| -> u64 {
+        let words: Vec<&str> = line.split([' ', ',']).filter(|w| !w.is_empty()).collect();
+        let i = words.iter().position(|w| *w == word).unwrap_or_else(|| panic!("{word} in {line}"));
+        words[i - 1].parse().unwrap()
+    };
+    // 500 writes and one fsync through the engine; the file reached the kernel at close.
+    assert!(number("calls") >= 501, "{line}");
+    assert_eq!(number("blocks"), 500, "{line}");
+    assert!(number("commits") >= 1 && number("checkpoints") >= 1, "{line}");
+    assert_eq!(fs::metadata(&target).unwrap().len(), 500 * 4096);
+}

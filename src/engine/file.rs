@@ -14,8 +14,10 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use super::log::{Found, Log, OpenError};
 use super::record::{Kind, BLOCK, RECORD_HEADER_LEN};
+use super::stats;
 use crate::persist::{Medium, Storage};
 use crate::sys::Errno;
+use std::sync::atomic::Ordering::Relaxed;
 
 /// Runtime settings of the engine (documented in `config`).
 #[derive(Clone, Copy, Debug)]
@@ -133,6 +135,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         let recovered = Recovered { applied: opened.committed.len(), discarded: opened.discarded };
         let mut log = opened.log;
         if !opened.committed.is_empty() || opened.discarded > 0 {
+            stats::RECOVERED_RECORDS.fetch_add(opened.committed.len() as u64, Relaxed);
             replay(&mut data, &log, &opened.committed)?;
             data.sync()?;
             log.reset()?;
@@ -279,6 +282,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
                     }
                     self.index.insert(block, Slot { pos, era: self.era });
                     self.unsealed.push(pos);
+                    stats::BLOCKS_LOGGED.fetch_add(1, Relaxed);
                     (pos, whole.then_some(old))
                 }
             };
@@ -303,6 +307,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
             }
         }
         self.size = self.size.max(offset + done as u64);
+        stats::BYTES_LOGGED.fetch_add(done as u64, Relaxed);
         Ok(done)
     }
 
@@ -366,6 +371,8 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         if self.log.used() == 0 {
             return Ok(());
         }
+        stats::CHECKPOINTS.fetch_add(1, Relaxed);
+        stats::note_log_used(self.log.used());
         // Bytes past a truncation point still in the data file must not come back.
         if self.data_valid < self.data.size()? {
             self.data.set_len(self.data_valid)?;
@@ -407,6 +414,8 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
             self.log.commit(self.epoch, self.size, &self.unsealed)?;
             self.unsealed.clear();
             self.commits += 1;
+            stats::COMMITS.fetch_add(1, Relaxed);
+            stats::note_log_used(self.log.used());
             self.epoch = self.epoch.wrapping_add(1);
             self.era += 1;
         }

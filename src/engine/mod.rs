@@ -5,5 +5,6 @@
 pub mod file;
 pub mod log;
 pub mod record;
+pub mod stats;
 
 pub use file::{EngineSettings, ManagedFile, Piece, Recovered};

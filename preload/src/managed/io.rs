@@ -120,6 +120,9 @@ fn write_from(engine: &mut Engine, offset: u64, bufs: &[Buf]) -> Result<usize, E
     Ok(written)
 }
 
+/// Calls served by the engine, for the exit summary.
+pub static SERVED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Serves a data call on a managed descriptor; `None` when the kernel should run it (the file
 /// was handed to the kernel, or the call is not a data call).
 pub fn serve(nr: usize, args: [usize; 6], file: &Arc<OpenFile>) -> Option<isize> {
@@ -127,6 +130,7 @@ pub fn serve(nr: usize, args: [usize; 6], file: &Arc<OpenFile>) -> Option<isize>
     let State::Engine(engine) = &mut *state else {
         return None;
     };
+    SERVED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let a = args;
     let (single, vector) = (Some((a[1], a[2])), Some((a[1], a[2])));
     Some(match nr as i64 {

@@ -31,6 +31,9 @@ use table::{Inode, OpenFile, State};
 struct Config {
     dirs: Vec<String>,
     engine: EngineSettings,
+    /// Where the exit summary goes: a copy of stderr taken at start-up (programs often close
+    /// their own stderr before exiting), or -1 for none.
+    stats_fd: i32,
 }
 
 static CONFIG: OnceLock<Config> = OnceLock::new();
@@ -81,7 +84,8 @@ pub fn init(settings: &Settings) -> bool {
     // Logs and data files close their descriptors through this: stop guarding them.
     sys::set_close_hook(reserved_fd::unreserve);
     crate::ffi::at_fork(fork_prepare, fork_parent, fork_child);
-    CONFIG.set(Config { dirs, engine: settings.engine }).is_ok()
+    let stats_fd = if settings.stats { reserved_fd::reserve_copy(2).unwrap_or(-1) } else { -1 };
+    CONFIG.set(Config { dirs, engine: settings.engine, stats_fd }).is_ok()
 }
 
 pub fn active() -> bool {
@@ -203,6 +207,7 @@ pub fn before(nr: usize, args: [usize; 6]) -> Plan {
                 release(fd);
             }
             drain_pool();
+            print_stats();
             Plan::Kernel
         }
         libc::SYS_rt_sigaction => match usercopy::program_sigaction(args[0] as i32, args[1], args[2]) {
@@ -312,6 +317,18 @@ extern "C" fn fork_child() {
     FORK_HOLD.with(|h| h.borrow_mut().take());
     table::clear();
     std::mem::take(&mut *POOL.lock().unwrap_or_else(|p| p.into_inner()));
+}
+
+/// The exit summary (NVMMIO_STATS=1), on stderr.
+fn print_stats() {
+    let Some(fd) = CONFIG.get().map(|c| c.stats_fd).filter(|&fd| fd >= 0) else { return };
+    let line = format!(
+        "nvmmio: pid {}: {} calls served, {}\n",
+        sys::getpid(),
+        io::SERVED.load(Relaxed),
+        nvmmio_core::engine::stats::summary()
+    );
+    let _ = sys::write_all(fd, line.as_bytes());
 }
 
 /// Registers a new descriptor if it is a regular file in a managed directory.

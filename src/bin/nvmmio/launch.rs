@@ -15,6 +15,9 @@ pub struct LaunchArgs {
     /// Manage DIR: regular files opened under it are served by nvmmio (repeatable)
     #[arg(long = "dir", value_name = "DIR")]
     pub dirs: Vec<PathBuf>,
+    /// Each process prints what nvmmio served when it exits (NVMMIO_STATS=1)
+    #[arg(long)]
+    pub stats: bool,
     /// The command and its arguments
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -49,6 +52,9 @@ pub fn run(args: &LaunchArgs, env: &[(&str, String)]) -> Result<ExitCode, String
     cmd.args(rest).env("LD_PRELOAD", preload);
     for (name, value) in env {
         cmd.env(name, value);
+    }
+    if args.stats {
+        cmd.env(nvmmio::config::ENV_STATS, "1");
     }
     if !args.dirs.is_empty() {
         let mut dirs = Vec::new();

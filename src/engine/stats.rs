@@ -1,0 +1,48 @@
+//! Process-wide engine counters, for the exit summary (`nvmmio run --stats`).
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+pub static BYTES_LOGGED: AtomicU64 = AtomicU64::new(0);
+pub static BLOCKS_LOGGED: AtomicU64 = AtomicU64::new(0);
+pub static COMMITS: AtomicU64 = AtomicU64::new(0);
+pub static CHECKPOINTS: AtomicU64 = AtomicU64::new(0);
+pub static RECOVERED_RECORDS: AtomicU64 = AtomicU64::new(0);
+/// Largest log seen in use, in bytes.
+pub static LOG_PEAK: AtomicU64 = AtomicU64::new(0);
+
+pub fn note_log_used(bytes: u64) {
+    LOG_PEAK.fetch_max(bytes, Relaxed);
+}
+
+/// `12.3 MiB` style.
+pub fn human(bytes: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < units.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", units[u])
+    }
+}
+
+/// The engine's part of the summary line.
+pub fn summary() -> String {
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "{} logged in {} blocks, {} commits, {} checkpoints, log peak {}, {} records recovered",
+        human(BYTES_LOGGED.load(Relaxed)),
+        BLOCKS_LOGGED.load(Relaxed),
+        COMMITS.load(Relaxed),
+        CHECKPOINTS.load(Relaxed),
+        human(LOG_PEAK.load(Relaxed)),
+        RECOVERED_RECORDS.load(Relaxed)
+    );
+    s
+}
