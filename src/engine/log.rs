@@ -153,22 +153,14 @@ impl<M: Medium> Log<M> {
         len: usize,
         fill: &mut dyn FnMut(&mut [u8]) -> Result<(), Errno>,
     ) -> Result<u64, Errno> {
-        let len32 = u32::try_from(len).map_err(|_| Errno(libc::EFBIG))?;
-        let header = RecordHeader { kind, len: len32, offset, generation: self.generation, epoch };
-        let end = self.tail + header.size();
-        if end > self.medium.len() {
-            if end > self.max_len {
-                return Err(Errno(libc::ENOSPC));
-            }
-            let want = (self.medium.len() * 2).clamp(end, self.max_len.max(end));
-            self.medium.grow(want)?;
+        let data_pos = self.allocate(kind, offset, epoch, len)?;
+        if let Err(e) = self.medium.write_with(data_pos, len, fill) {
+            // Nothing was stored: the unsealed header past the tail is never read.
+            self.tail = data_pos - RECORD_HEADER_LEN;
+            return Err(e);
         }
-        let data_pos = self.tail + RECORD_HEADER_LEN;
-        self.medium.write_with(data_pos, len, fill)?;
-        // The header (with the data's checksum) is stored last: a record is complete or absent.
-        let encoded = header.encode(self.medium.bytes(data_pos, len));
-        self.medium.write(self.tail, &encoded);
-        self.tail = end;
+        // Sealed last: a record is complete, or invisible to recovery.
+        self.seal(data_pos);
         Ok(data_pos)
     }
 

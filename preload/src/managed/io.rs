@@ -193,13 +193,19 @@ pub fn serve(nr: usize, args: [usize; 6], file: &Arc<OpenFile>) -> Option<isize>
     })
 }
 
-fn read_at_pos(engine: &Engine, file: &OpenFile, bufs: Result<Vec<Buf>, Errno>, at: Option<i64>) -> isize {
-    if !file.readable() {
-        return err(libc::EBADF);
+/// The buffers of a call allowed on `file` (`allowed`: the access mode permits it), or the
+/// call's result: EBADF first, as the kernel checks the descriptor before the buffers.
+fn checked(allowed: bool, bufs: Result<Vec<Buf>, Errno>) -> Result<Vec<Buf>, isize> {
+    if !allowed {
+        return Err(err(libc::EBADF));
     }
-    let bufs = match bufs {
+    bufs.map_err(Errno::to_raw)
+}
+
+fn read_at_pos(engine: &Engine, file: &OpenFile, bufs: Result<Vec<Buf>, Errno>, at: Option<i64>) -> isize {
+    let bufs = match checked(file.readable(), bufs) {
         Ok(b) => b,
-        Err(e) => return e.to_raw(),
+        Err(r) => return r,
     };
     match at {
         Some(off) if off < 0 => err(libc::EINVAL),
@@ -222,12 +228,9 @@ fn write_at_pos(
     at: Option<i64>,
     append: bool,
 ) -> isize {
-    if !file.writable() {
-        return err(libc::EBADF);
-    }
-    let bufs = match bufs {
+    let bufs = match checked(file.writable(), bufs) {
         Ok(b) => b,
-        Err(e) => return e.to_raw(),
+        Err(r) => return r,
     };
     match at {
         Some(off) if off < 0 => err(libc::EINVAL),

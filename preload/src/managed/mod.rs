@@ -214,12 +214,11 @@ pub fn before(nr: usize, args: [usize; 6]) -> Plan {
             Some(result) => Plan::Served(result),
             None => Plan::Kernel,
         },
-        _ => match table::get(fd0) {
-            Some(file) if uses_fd_as_file(nr) => match io::serve(nr, args, &file) {
-                Some(result) => Plan::Served(result),
-                None => Plan::Kernel,
-            },
-            _ => Plan::Kernel,
+        // The lock-free bitmap first: most descriptors (pipes, sockets, other files) are not ours.
+        _ if !is_managed_fd(fd0) || !uses_fd_as_file(nr) => Plan::Kernel,
+        _ => match table::get(fd0).and_then(|file| io::serve(nr, args, &file)) {
+            Some(result) => Plan::Served(result),
+            None => Plan::Kernel,
         },
     }
 }
