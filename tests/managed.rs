@@ -298,3 +298,13 @@ fn exit_summary_reports_what_was_served() {
     assert!(number("commits") >= 1 && number("checkpoints") >= 1, "{line}");
     assert_eq!(fs::metadata(&target).unwrap().len(), 500 * 4096);
 }
+
+#[test]
+fn git_and_tar_work_in_a_managed_directory() {
+    same_both_ways(
+        "git init -q repo && cd repo && for i in 1 2 3 4; do echo \"line $i\" >> f.txt; git add f.txt; \
+         git -c user.email=a@b -c user.name=n commit -q -m c$i; done && git fsck --full && git log --format=%s | tr '\\n' ' ' && \
+         git cat-file -p HEAD:f.txt && cd .. && tar cf t.tar repo/f.txt && mkdir out && tar xf t.tar -C out && cat out/repo/f.txt",
+        false,
+    );
+}

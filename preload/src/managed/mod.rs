@@ -196,9 +196,19 @@ pub fn before(nr: usize, args: [usize; 6]) -> Plan {
         // the fork, allocating could deadlock on malloc's locks).
         libc::SYS_clone if args[0] as i32 & (libc::CLONE_THREAD | libc::CLONE_VM) != libc::CLONE_VM => Plan::Kernel,
         libc::SYS_fork => Plan::Kernel,
+        // exec: this image's files go to the kernel (offsets included), its logs away; if the
+        // exec fails the program goes on with them served by the kernel.
+        libc::SYS_execve | libc::SYS_execveat => {
+            checkpoint_all(true);
+            for (fd, _) in table::all_fds() {
+                release(fd);
+            }
+            drain_pool();
+            Plan::Kernel
+        }
         // vfork and posix_spawn: the child borrows our memory and will exec; the kernel must
         // hold current data and offsets first.
-        libc::SYS_clone | libc::SYS_vfork | libc::SYS_execve | libc::SYS_execveat => {
+        libc::SYS_clone | libc::SYS_vfork => {
             checkpoint_all(true);
             Plan::Kernel
         }
