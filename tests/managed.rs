@@ -308,3 +308,22 @@ fn git_and_tar_work_in_a_managed_directory() {
         false,
     );
 }
+
+#[test]
+fn leveldb_through_plyvel() {
+    // LevelDB reads its tables through its own mmap: those files are handed to the kernel.
+    same_both_ways(
+        "/usr/bin/python3 -c '
+import plyvel
+db = plyvel.DB(\"db\", create_if_missing=True)
+for i in range(30000):
+    db.put(b\"k%08d\" % i, b\"v%d\" % (i * 7) * 10, sync=(i % 500 == 0))
+for i in range(0, 30000, 3):
+    db.delete(b\"k%08d\" % i)
+db.close()
+db = plyvel.DB(\"db\")
+print(sum(1 for _ in db.iterator()), db.get(b\"k00012344\")[:12], db.get(b\"k00012345\"))
+'",
+        false,
+    );
+}

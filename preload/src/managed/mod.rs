@@ -364,7 +364,7 @@ fn opened(fd: i32, flags: i32) {
             let Some(dir) = managed_dir_of(fd, config) else {
                 return;
             };
-            match open_inode(fd, &st, &dir, flags, config.engine) {
+            match open_inode(fd, &st, dir, flags, config.engine) {
                 Ok(inode) => {
                     table::add_inode(inode.clone());
                     inode
@@ -380,10 +380,14 @@ fn opened(fd: i32, flags: i32) {
 }
 
 /// The managed directory holding the file open at `fd`, if any (its real path decides).
-fn managed_dir_of(fd: i32, config: &Config) -> Option<String> {
+fn managed_dir_of(fd: i32, config: &'static Config) -> Option<&'static str> {
+    // No allocation here: libc's own internals open files while holding malloc's locks
+    // (malloc reads /proc/sys/vm/overcommit_memory), and every open passes through.
+    let mut link = nvmmio_core::trace::line::LineBuf::new();
+    let _ = std::fmt::Write::write_fmt(&mut link, format_args!("/proc/self/fd/{fd}\0"));
+    let link = std::ffi::CStr::from_bytes_with_nul(link.as_bytes()).ok()?;
     let mut buf = [0u8; 4096];
-    let link = CString::new(format!("/proc/self/fd/{fd}")).ok()?;
-    let n = sys::readlink(&link, &mut buf).ok()?;
+    let n = sys::readlink(link, &mut buf).ok()?;
     let path = std::str::from_utf8(&buf[..n]).ok()?;
     config
         .dirs
@@ -393,7 +397,7 @@ fn managed_dir_of(fd: i32, config: &Config) -> Option<String> {
                 && path[d.len()..].starts_with('/')
                 && !path[d.len()..].starts_with("/.nvmmio/")
         })
-        .cloned()
+        .map(String::as_str)
 }
 
 /// Log files kept open, mapped, locked and empty after their file closed, for the next file
