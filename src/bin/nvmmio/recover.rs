@@ -50,6 +50,23 @@ pub fn run(dir: &Path) -> Result<ExitCode, String> {
     let mut problems = 0;
     for log_path in logs {
         let name = log_path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
+        if name.starts_with("pool-") {
+            // An emptied log a process kept for reuse: remove it unless that process still runs.
+            let in_use = OpenOptions::new()
+                .read(true)
+                .open(&log_path)
+                .map(|f| {
+                    let fd = f.into_raw_fd();
+                    let busy = sys::flock(fd, libc::LOCK_EX | libc::LOCK_NB).is_err();
+                    let _ = sys::close(fd);
+                    busy
+                })
+                .unwrap_or(false);
+            if !in_use {
+                let _ = fs::remove_file(&log_path);
+            }
+            continue;
+        }
         let key = name.split_once('-').and_then(|(d, i)| Some((d.parse::<u64>().ok()?, i.parse::<u64>().ok()?)));
         let Some(key) = key else {
             println!("{}: not a log name (DEV-INODE.log), left alone", log_path.display());
