@@ -1,4 +1,5 @@
-//! The benchmark script runs and prints tables that parse (a smoke test, not a timing test).
+//! The benchmark and crash-test scripts run and print tables that parse (smoke tests, not timing
+//! or full crash runs).
 
 use std::process::Command;
 
@@ -28,5 +29,26 @@ fn bench_forward_quick_run_prints_both_tables() {
         let lines: u64 = r[1].parse().unwrap();
         assert!(lines > 0, "{r:?}");
         assert!(r[5].ends_with('x'), "{r:?}");
+    }
+}
+
+#[test]
+fn crash_test_script_runs_and_reports_no_violation() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = Command::new(format!("{root}/scripts/crash-test"))
+        .args(["--points", "6"])
+        .output()
+        .expect("run scripts/crash-test");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| workload"))
+        .map(|l| l.split('|').map(str::trim).filter(|c| !c.is_empty()).collect())
+        .collect();
+    assert_eq!(rows.len(), 3, "{text}");
+    for r in rows {
+        assert_eq!(r[1], "2", "{r:?}");
+        assert_eq!(r[4], "0", "violations in {r:?}");
     }
 }
