@@ -29,6 +29,21 @@ pub struct Log<M: Medium> {
     committed_tail: u64,
     /// The medium may grow to this size; beyond it, appends report ENOSPC.
     max_len: u64,
+    /// Test builds only: deliberately broken variants, to show that the tests catch them.
+    #[cfg(test)]
+    mutation: Mutation,
+}
+
+/// A deliberately removed safety point (tests only).
+#[cfg(test)]
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
+pub enum Mutation {
+    #[default]
+    None,
+    /// Commit without first flushing the records it covers.
+    NoFlushBeforeCommit,
+    /// Accept records without checking their checksums.
+    NoChecksums,
 }
 
 /// What opening a log found.
@@ -56,8 +71,15 @@ impl<M: Medium> Log<M> {
             Err(_) if header.iter().all(|&b| b == 0) => 0,
             Err(_) => (crate::sys::monotonic_ns() as u32) | 0x8000_0000,
         };
-        let mut log =
-            Log { medium, generation: previous, tail: LOG_HEADER_LEN, committed_tail: LOG_HEADER_LEN, max_len };
+        let mut log = Log {
+            medium,
+            generation: previous,
+            tail: LOG_HEADER_LEN,
+            committed_tail: LOG_HEADER_LEN,
+            max_len,
+            #[cfg(test)]
+            mutation: Mutation::None,
+        };
         log.reset()?;
         Ok(log)
     }
@@ -80,7 +102,15 @@ impl<M: Medium> Log<M> {
             return Ok(Opened { log: Log::create(medium, max_len)?, committed: Vec::new(), discarded: 0 });
         }
         let generation = decode_log_header(&header).map_err(OpenError::Damaged)?;
-        let mut log = Log { medium, generation, tail: LOG_HEADER_LEN, committed_tail: LOG_HEADER_LEN, max_len };
+        let mut log = Log {
+            medium,
+            generation,
+            tail: LOG_HEADER_LEN,
+            committed_tail: LOG_HEADER_LEN,
+            max_len,
+            #[cfg(test)]
+            mutation: Mutation::None,
+        };
         let mut found = Vec::new();
         let mut committed = 0;
         while let Some(record) = log.record_at(log.tail) {
@@ -112,6 +142,10 @@ impl<M: Medium> Log<M> {
         }
         let mut data = vec![0u8; header.len as usize];
         self.medium.read(data_pos, &mut data);
+        #[cfg(test)]
+        if self.mutation == Mutation::NoChecksums {
+            return Some(Found { header, data_pos });
+        }
         header.check(crc, &data).then_some(Found { header, data_pos })
     }
 
@@ -214,7 +248,13 @@ impl<M: Medium> Log<M> {
         for &pos in unsealed {
             self.seal(pos);
         }
-        self.medium.flush(self.committed_tail, self.tail - self.committed_tail)?;
+        #[cfg(test)]
+        let skip_flush = self.mutation == Mutation::NoFlushBeforeCommit;
+        #[cfg(not(test))]
+        let skip_flush = false;
+        if !skip_flush {
+            self.medium.flush(self.committed_tail, self.tail - self.committed_tail)?;
+        }
         self.medium.fence()?;
         let at = self.tail;
         self.append(Kind::Commit, size, epoch, &[])?;
@@ -329,6 +369,41 @@ mod tests {
         assert_eq!(log.append(Kind::Write, 0, 0, &[2u8; 5000]), Err(Errno(libc::ENOSPC)));
         log.commit(0, 4000, &[]).unwrap();
         assert_eq!(reopen(log.medium().after(Crash::PowerLoss)).committed.len(), 2);
+    }
+
+    /// Removing the flush before the commit record loses an acknowledged commit on power loss;
+    /// the same scenario with the shipped ordering keeps it.
+    #[test]
+    fn removing_the_flush_before_commit_is_caught() {
+        let run = |mutation| {
+            let mut log = Log::create(SimMedium::new(4096), 1 << 20).unwrap();
+            log.mutation = mutation;
+            log.append(Kind::Write, 0, 0, &[9u8; 700]).unwrap();
+            log.commit(0, 700, &[]).unwrap();
+            reopen(log.medium().after(Crash::PowerLoss)).committed.len()
+        };
+        assert_eq!(run(Mutation::None), 2, "shipped ordering keeps the commit");
+        assert_ne!(run(Mutation::NoFlushBeforeCommit), 2, "the mutation must be caught");
+    }
+
+    /// Without checksums a torn record (its data half written when the process died) would be
+    /// applied; with them recovery stops before it.
+    #[test]
+    fn removing_checksums_is_caught() {
+        let run = |mutation| {
+            let mut log = Log::create(SimMedium::new(4096), 1 << 20).unwrap();
+            let pos = log.append(Kind::Write, 0, 0, &[5u8; 600]).unwrap();
+            log.commit(0, 600, &[]).unwrap();
+            let mut medium = log.medium().after(Crash::ProcessKill);
+            medium.write(pos + 100, &[0u8; 200]); // torn: part of the data never arrived
+            let mut opened = Log::open(medium, 1 << 20).map_err(|e| e.to_string()).unwrap();
+            opened.log.mutation = mutation;
+            // Rescan with the mutation in force.
+            let rescanned = (opened.log.record_at(LOG_HEADER_LEN)).is_some();
+            (opened.committed.len(), rescanned)
+        };
+        assert_eq!(run(Mutation::None), (0, false), "a torn record is never accepted");
+        assert!(run(Mutation::NoChecksums).1, "the mutation must be caught");
     }
 
     #[test]
