@@ -3,20 +3,24 @@
 
 use std::process::Command;
 
-#[test]
-fn bench_forward_quick_run_prints_both_tables() {
+/// Runs `scripts/NAME ARGS`, asserts success, and returns its output with the cells of every
+/// table row (header rows left out).
+fn run_script(name: &str, args: &[&str]) -> (String, Vec<Vec<String>>) {
     let root = env!("CARGO_MANIFEST_DIR");
-    let out = Command::new(format!("{root}/scripts/bench-forward"))
-        .args(["--quick", "--rounds", "1"])
-        .output()
-        .expect("run scripts/bench-forward");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let out = Command::new(format!("{root}/scripts/{name}")).args(args).output().expect("run the script");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
-    let rows: Vec<Vec<&str>> = text
+    let rows = text
         .lines()
         .filter(|l| l.starts_with("| ") && !l.starts_with("| workload"))
-        .map(|l| l.split('|').map(str::trim).filter(|c| !c.is_empty()).collect())
+        .map(|l| l.split('|').map(str::trim).filter(|c| !c.is_empty()).map(String::from).collect())
         .collect();
+    (text, rows)
+}
+
+#[test]
+fn bench_forward_quick_run_prints_both_tables() {
+    let (text, rows) = run_script("bench-forward", &["--quick", "--rounds", "1"]);
     let forward: Vec<_> = rows.iter().filter(|r| r.len() == 4).collect();
     let trace: Vec<_> = rows.iter().filter(|r| r.len() == 6).collect();
     assert_eq!(forward.len(), 5, "{text}");
@@ -34,18 +38,7 @@ fn bench_forward_quick_run_prints_both_tables() {
 
 #[test]
 fn crash_test_script_runs_and_reports_no_violation() {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let out = Command::new(format!("{root}/scripts/crash-test"))
-        .args(["--points", "6"])
-        .output()
-        .expect("run scripts/crash-test");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
-    let rows: Vec<Vec<&str>> = text
-        .lines()
-        .filter(|l| l.starts_with("| ") && !l.starts_with("| workload"))
-        .map(|l| l.split('|').map(str::trim).filter(|c| !c.is_empty()).collect())
-        .collect();
+    let (text, rows) = run_script("crash-test", &["--points", "6"]);
     assert_eq!(rows.len(), 3, "{text}");
     for r in rows {
         assert_eq!(r[1], "2", "{r:?}");

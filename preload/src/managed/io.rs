@@ -309,14 +309,8 @@ pub fn patch_stat(addr: usize) {
     let field = |off: usize| u64::from_ne_bytes(st[off..off + 8].try_into().unwrap());
     let dev = field(std::mem::offset_of!(libc::stat, st_dev));
     let ino = field(std::mem::offset_of!(libc::stat, st_ino));
-    let Some(size) = managed_size(dev, ino) else {
-        return;
-    };
-    let size_at = std::mem::offset_of!(libc::stat, st_size);
     let blocks_at = std::mem::offset_of!(libc::stat, st_blocks);
-    let blocks = field(blocks_at).max(size.div_ceil(512));
-    let _ = usercopy::copy_to_user(addr + size_at, &size.to_ne_bytes());
-    let _ = usercopy::copy_to_user(addr + blocks_at, &blocks.to_ne_bytes());
+    write_logical_size(addr, (dev, ino), std::mem::offset_of!(libc::stat, st_size), blocks_at, field(blocks_at));
 }
 
 /// Corrects `struct statx` at `addr` for a managed file.
@@ -332,12 +326,15 @@ pub fn patch_statx(addr: usize) {
         u32_at(std::mem::offset_of!(libc::statx, stx_dev_minor)),
     );
     let ino = u64_at(std::mem::offset_of!(libc::statx, stx_ino));
-    let Some(size) = managed_size(dev, ino) else {
-        return;
-    };
-    let size_at = std::mem::offset_of!(libc::statx, stx_size);
     let blocks_at = std::mem::offset_of!(libc::statx, stx_blocks);
-    let blocks = u64_at(blocks_at).max(size.div_ceil(512));
+    write_logical_size(addr, (dev, ino), std::mem::offset_of!(libc::statx, stx_size), blocks_at, u64_at(blocks_at));
+}
+
+/// If `key` is a managed file, stores its logical size (and at least as many 512-byte blocks as
+/// that needs) into the stat structure at `addr`.
+fn write_logical_size(addr: usize, key: (u64, u64), size_at: usize, blocks_at: usize, blocks: u64) {
+    let Some(size) = managed_size(key.0, key.1) else { return };
+    let blocks = blocks.max(size.div_ceil(512));
     let _ = usercopy::copy_to_user(addr + size_at, &size.to_ne_bytes());
     let _ = usercopy::copy_to_user(addr + blocks_at, &blocks.to_ne_bytes());
 }

@@ -177,8 +177,18 @@ pub fn before(nr: usize, args: [usize; 6]) -> Plan {
             libc::F_DUPFD | libc::F_DUPFD_CLOEXEC | libc::F_SETFL => Plan::KernelThen,
             _ => Plan::Kernel,
         },
-        libc::SYS_stat | libc::SYS_lstat | libc::SYS_newfstatat | libc::SYS_statx | libc::SYS_fstat => Plan::KernelThen,
-        libc::SYS_truncate => Plan::KernelThen,
+        // Only managed files need their size corrected or their truncation logged: with none
+        // open, these stay the kernel's alone.
+        libc::SYS_stat
+        | libc::SYS_lstat
+        | libc::SYS_newfstatat
+        | libc::SYS_statx
+        | libc::SYS_fstat
+        | libc::SYS_truncate
+            if table::any_inode() =>
+        {
+            Plan::KernelThen
+        }
         libc::SYS_mmap if is_managed_fd(args[4] as i32) => {
             if let Some(file) = table::get(args[4] as i32) {
                 hand_to_kernel(&file.inode);

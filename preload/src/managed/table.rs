@@ -95,16 +95,27 @@ pub fn inode_in_use(inode: &Arc<Inode>) -> bool {
     fds.iter().flatten().any(|f| Arc::ptr_eq(&f.inode, inode))
 }
 
+/// Files currently managed, readable without a lock (most stat calls then need nothing else).
+static INODE_COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+pub fn any_inode() -> bool {
+    INODE_COUNT.load(Relaxed) > 0
+}
+
 pub fn find_inode(key: (u64, u64)) -> Option<Arc<Inode>> {
     INODES.lock().unwrap_or_else(|p| p.into_inner()).iter().find(|i| i.key == key).cloned()
 }
 
 pub fn add_inode(inode: Arc<Inode>) {
-    INODES.lock().unwrap_or_else(|p| p.into_inner()).push(inode);
+    let mut inodes = INODES.lock().unwrap_or_else(|p| p.into_inner());
+    inodes.push(inode);
+    INODE_COUNT.store(inodes.len(), Relaxed);
 }
 
 pub fn remove_inode(inode: &Arc<Inode>) {
-    INODES.lock().unwrap_or_else(|p| p.into_inner()).retain(|i| !Arc::ptr_eq(i, inode));
+    let mut inodes = INODES.lock().unwrap_or_else(|p| p.into_inner());
+    inodes.retain(|i| !Arc::ptr_eq(i, inode));
+    INODE_COUNT.store(inodes.len(), Relaxed);
 }
 
 pub fn all_inodes() -> Vec<Arc<Inode>> {
@@ -133,4 +144,5 @@ pub fn clear() {
         }
     }
     INODES.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    INODE_COUNT.store(0, Relaxed);
 }
