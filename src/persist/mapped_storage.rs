@@ -31,10 +31,6 @@ impl MappedStorage {
     pub fn with_size(fd: i32, len: u64, tmpfs: bool) -> Self {
         MappedStorage { fd, tmpfs, len, map: RefCell::new(None), bulk: Vec::new() }
     }
-
-    pub fn fd(&self) -> i32 {
-        self.fd
-    }
 }
 
 impl MappedStorage {

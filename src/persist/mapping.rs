@@ -45,16 +45,6 @@ impl Mapping {
         Ok(Mapping { addr: map(flags)?, len, sync: false })
     }
 
-    /// Maps `len` bytes of `fd` from offset 0, shared and read-only. Only the part within the
-    /// file's current size may be touched (the caller tracks it).
-    pub fn map_readonly(fd: i32, len: usize) -> Result<Mapping, Errno> {
-        debug_assert!(len > 0);
-        let a = [0, len, libc::PROT_READ as usize, libc::MAP_SHARED as usize, fd as usize, 0];
-        // SAFETY: a fresh mapping chosen by the kernel: nothing else is replaced or aliased.
-        let addr = Errno::result(unsafe { syscall6(libc::SYS_mmap as usize, a) })?;
-        Ok(Mapping { addr, len, sync: false })
-    }
-
     /// Grows the mapping to `new_len` bytes of the same file, keeping the pages already mapped
     /// (mremap) and populating only the new part (best effort).
     pub fn grow(&mut self, new_len: usize) -> Result<(), Errno> {
