@@ -51,6 +51,12 @@ fn exercise(dir: &Path, expect_pmem: bool) {
     model.truncate(30_000);
     file.sync().unwrap();
     assert_eq!(read_all(&file), model);
+    // Committed, not yet checkpointed: an overwrite (logged) and an append (in place).
+    file.write(100, b"synced").unwrap();
+    model[100..106].copy_from_slice(b"synced");
+    file.write(30_000, b"appended").unwrap();
+    model.extend_from_slice(b"appended");
+    file.sync().unwrap();
 
     // Writes after the last sync are dropped by a crash (here: the file is abandoned without
     // checkpoint, as a killed process would leave it); synced ones are recovered.

@@ -263,39 +263,50 @@ print(sorted(open(f"child{i}.bin", "rb").read() for i in range(40)) == sorted(b"
     assert_eq!(ok(&out), "True\n");
 }
 
-#[test]
-fn exit_summary_reports_what_was_served() {
-    let dir = shm_dir();
-    let target = dir.path().join("x");
+/// The exit summary line of `dd ... conv=fsync,EXTRA` writing 500 4 KiB blocks to `target`.
+fn dd_summary(dir: &Path, target: &Path, extra_conv: &str) -> String {
     let out = nvmmio_cmd(
-        dir.path(),
+        dir,
         &[
             "run",
             "--stats",
             "--dir",
-            dir.path().to_str().unwrap(),
+            dir.to_str().unwrap(),
             "--",
             "dd",
             "if=/dev/zero",
             &format!("of={}", target.display()),
             "bs=4k",
             "count=500",
-            "conv=fsync",
+            &format!("conv=fsync{extra_conv}"),
             "status=none",
         ],
     );
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let line = stderr.lines().find(|l| l.starts_with("nvmmio: pid ")).unwrap_or_else(|| panic!("{stderr}"));
-    let number = |word: &str| -> u64 {
+    stderr.lines().find(|l| l.starts_with("nvmmio: pid ")).unwrap_or_else(|| panic!("{stderr}")).to_string()
+}
+
+#[test]
+fn exit_summary_reports_what_was_served() {
+    let dir = shm_dir();
+    let target = dir.path().join("x");
+    let number = |line: &str, word: &str| -> u64 {
         let words: Vec<&str> = line.split([' ', ',']).filter(|w| !w.is_empty()).collect();
         let i = words.iter().position(|w| *w == word).unwrap_or_else(|| panic!("{word} in {line}"));
         words[i - 1].parse().unwrap()
     };
-    // 500 writes and one fsync through the engine; the file reached the kernel at close.
-    assert!(number("calls") >= 501, "{line}");
-    assert_eq!(number("blocks"), 500, "{line}");
-    assert!(number("commits") >= 1 && number("checkpoints") >= 1, "{line}");
+    // A new file: 500 appends go straight into the file, one fsync commits them.
+    let line = dd_summary(dir.path(), &target, "");
+    assert!(number(&line, "calls") >= 501, "{line}");
+    assert_eq!(number(&line, "blocks"), 0, "{line}");
+    assert!(line.contains("2.0 MiB written in place"), "{line}");
+    assert!(number(&line, "commits") >= 1 && number(&line, "checkpoints") >= 1, "{line}");
+    assert_eq!(fs::metadata(&target).unwrap().len(), 500 * 4096);
+    // Overwriting it: 500 blocks go through the log; the file reached the kernel at close.
+    let line = dd_summary(dir.path(), &target, ",notrunc");
+    assert_eq!(number(&line, "blocks"), 500, "{line}");
+    assert!(line.contains(" 0 B written in place"), "{line}");
     assert_eq!(fs::metadata(&target).unwrap().len(), 500 * 4096);
 }
 

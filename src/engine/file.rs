@@ -1,9 +1,11 @@
 //! One managed file: the data file (a [`Storage`]) plus its redo log and block index. A write
-//! lands in log blocks (one per 4 KiB block of the file it touches; a block already logged in
-//! the current epoch is updated in place, so rewriting the same data costs no log space); reads
-//! take each block from the log or the data file; `sync` seals and commits the epoch;
-//! `checkpoint` writes the latest block of each into the data file and empties the log.
-//! Opening a file recovers it first.
+//! below the committed size lands in log blocks (one per 4 KiB block of the file it touches; a
+//! block already logged in the current epoch is updated in place, so rewriting the same data
+//! costs no log space); a write at or past the committed size, on a block with nothing logged,
+//! goes straight into the data file (recovery cuts the file back to the committed size, so
+//! nothing there needs an undo copy: appends cost one copy). Reads take each block from the log
+//! or the data file; `sync` seals and commits the epoch; `checkpoint` writes the latest block
+//! of each into the data file and empties the log. Opening a file recovers it first.
 //!
 //! Guarantee: after a crash at any instant, reopening gives exactly what the last successful
 //! `sync` covered, plus possibly whole later writes (a checkpoint commits first), never part of
@@ -101,9 +103,14 @@ pub struct ManagedFile<M: Medium, S: Storage> {
     unsealed: Vec<u64>,
     /// The file's size as the program sees it.
     size: u64,
-    /// Bytes of the data file below this hold current data (a truncate lowers it until the
-    /// next checkpoint: bytes above it read as zeros).
-    data_valid: u64,
+    /// The size recovery would give now (the last commit's, or the log's base size). Bytes of
+    /// the data file at or past it matter to no crash image: writes there go in place. Within
+    /// one log generation it never decreases (a truncate below it commits at once, see
+    /// [`ManagedFile::truncate`]), so no committed block record lies wholly past it.
+    committed_size: u64,
+    /// Bytes were written to the data file in place since the last commit: it must be synced
+    /// before the next commit record.
+    in_place_dirty: bool,
     epoch: u32,
     /// Changes at every commit and truncate; see [`Slot::era`].
     era: u64,
@@ -121,7 +128,8 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
             index: Index::default(),
             unsealed: Vec::new(),
             size,
-            data_valid: size,
+            committed_size: size,
+            in_place_dirty: false,
             epoch: 0,
             era: 0,
             commits: 0,
@@ -134,18 +142,23 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         let opened = Log::open(medium, settings.log_max)?;
         let recovered = Recovered { applied: opened.committed.len(), discarded: opened.discarded };
         let mut log = opened.log;
-        if !opened.committed.is_empty() || opened.discarded > 0 {
+        let stray_bytes = opened.base_size.is_some_and(|base| data.size() != Ok(base));
+        if !opened.committed.is_empty() || opened.discarded > 0 || stray_bytes {
             stats::RECOVERED_RECORDS.fetch_add(opened.committed.len() as u64, Relaxed);
-            replay(&mut data, &log, &opened.committed)?;
+            replay(&mut data, &log, &opened.committed, opened.base_size)?;
             data.sync()?;
-            log.reset()?;
+            let size = data.size()?;
+            log.reset(Some(size))?;
+        } else if opened.base_size.is_none() {
+            // A new or reused log: record the size a crash must come back to.
+            log.reset(Some(data.size()?))?;
         }
         Ok((Self::with_log(data, log, settings)?, recovered))
     }
 
     /// Opens a file whose old log (if any) is to be ignored: a truncating open supersedes it.
     pub fn create(data: S, medium: M, settings: EngineSettings) -> Result<Self, Errno> {
-        let log = Log::create(medium, settings.log_max)?;
+        let log = Log::create(medium, settings.log_max, Some(data.size()?))?;
         Self::with_log(data, log, settings)
     }
 
@@ -154,8 +167,12 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
     pub fn reload(&mut self) -> Result<(), Errno> {
         self.checkpoint()?;
         let size = self.data.refresh()?;
+        if size != self.size {
+            // The kernel's size is the one a crash must come back to from now on.
+            self.log.reset(Some(size))?;
+        }
         self.size = size;
-        self.data_valid = size;
+        self.committed_size = size;
         Ok(())
     }
 
@@ -213,7 +230,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         Ok((end - offset) as usize)
     }
 
-    /// The data file's bytes for `range`, zeros where it holds nothing current.
+    /// The data file's bytes for `range`, zeros past its end.
     fn base_pieces(
         &self,
         range: std::ops::Range<u64>,
@@ -222,15 +239,10 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         if range.is_empty() {
             return Ok(());
         }
-        let valid_end = range.end.min(self.data_valid).max(range.start);
-        let got = if valid_end > range.start {
-            self.data.with_bytes(range.start, (valid_end - range.start) as usize, &mut |b| sink(Piece::Bytes(b)))?
-        } else {
-            0
-        } as u64;
-        let zeros = range.end - range.start - got;
-        if zeros > 0 {
-            sink(Piece::Zeros(zeros as usize))?;
+        let len = (range.end - range.start) as usize;
+        let got = self.data.with_bytes(range.start, len, &mut |b| sink(Piece::Bytes(b)))?;
+        if got < len {
+            sink(Piece::Zeros(len - got))?;
         }
         Ok(())
     }
@@ -246,10 +258,10 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         .map(drop)
     }
 
-    /// Writes `len` bytes at `offset`, which `fill` copies straight into the log blocks, piece
-    /// by piece (consecutive destination slices), returning how many bytes of each piece it
-    /// copied. A short copy (a bad program buffer) ends the write there, as the kernel does:
-    /// the bytes before it are written, the rest of the file is unchanged, and the count is
+    /// Writes `len` bytes at `offset`, which `fill` copies straight into log blocks or the data
+    /// file, piece by piece (consecutive destination slices), returning how many bytes of each
+    /// piece it copied. A short copy (a bad program buffer) ends the write there, as the kernel
+    /// does: the bytes before it are written, the rest of the file is unchanged, and the count is
     /// returned. ENOSPC or EFBIG: nothing changed.
     pub fn write_with(
         &mut self,
@@ -263,12 +275,40 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         let end = offset.checked_add(len as u64).filter(|&e| e <= i64::MAX as u64).ok_or(Errno(libc::EFBIG))?;
         let (first, last) = (offset / BLOCK, (end - 1) / BLOCK);
         // Make room for every new slot first, so the write cannot fail half-way for lack of it.
-        let new_slots = (first..=last).filter(|b| !self.writable_in_place(*b)).count() as u64;
-        self.make_room(new_slots * (BLOCK + RECORD_HEADER_LEN))?;
+        // A checkpoint changes what needs a slot: count again after one.
+        let needed = |f: &Self| {
+            (first..=last).filter(|&b| f.needs_new_slot(b, offset.max(b * BLOCK))).count() as u64
+                * (BLOCK + RECORD_HEADER_LEN)
+        };
+        let bytes = needed(self);
+        self.make_room(bytes)?;
+        let bytes_now = needed(self);
+        if bytes_now > bytes {
+            self.make_room(bytes_now)?;
+        }
         let mut done = 0usize;
-        for block in first..=last {
+        let mut block = first;
+        while block <= last {
             let block_start = block * BLOCK;
             let from = offset.max(block_start);
+            if self.goes_in_place(block, from) {
+                // A run of such blocks is one store into the data file.
+                let mut run_end = block;
+                while run_end < last && self.goes_in_place(run_end + 1, (run_end + 1) * BLOCK) {
+                    run_end += 1;
+                }
+                let to = end.min((run_end + 1) * BLOCK);
+                let n = (to - from) as usize;
+                let copied = self.data.write_in_place(from, n, fill)?;
+                self.in_place_dirty = true;
+                stats::BYTES_IN_PLACE.fetch_add(copied as u64, Relaxed);
+                done += copied;
+                if copied < n {
+                    break;
+                }
+                block = run_end + 1;
+                continue;
+            }
             let to = end.min(block_start + BLOCK);
             let n = (to - from) as usize;
             let (slot, fresh) = match self.index.get(&block).copied() {
@@ -291,6 +331,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
                 copied = fill(dst);
                 Ok(())
             })?;
+            stats::BYTES_LOGGED.fetch_add(copied as u64, Relaxed);
             done += copied;
             if copied < n {
                 // A new slot that was to be overwritten whole gets its old contents back
@@ -305,10 +346,21 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
                 }
                 break;
             }
+            block += 1;
         }
         self.size = self.size.max(offset + done as u64);
-        stats::BYTES_LOGGED.fetch_add(done as u64, Relaxed);
         Ok(done)
+    }
+
+    /// Whether bytes from `from` on in `block` go straight into the data file: nothing of the
+    /// block is logged (so reads take it from the file) and no crash image needs the bytes there.
+    fn goes_in_place(&self, block: u64, from: u64) -> bool {
+        from >= self.committed_size && !self.index.contains_key(&block)
+    }
+
+    /// Whether writing `block` from `from` on takes a new log slot.
+    fn needs_new_slot(&self, block: u64, from: u64) -> bool {
+        !self.goes_in_place(block, from) && !self.writable_in_place(block)
     }
 
     fn writable_in_place(&self, block: u64) -> bool {
@@ -322,11 +374,8 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         match old {
             Some(s) => buf.copy_from_slice(self.log.bytes(s.pos, BLOCK as usize)),
             None => {
-                let start = block * BLOCK;
-                let valid = self.data_valid.min(start + BLOCK).saturating_sub(start) as usize;
-                if valid > 0 {
-                    self.data.read_at(start, &mut buf[..valid])?;
-                }
+                // Past the data file's end the block reads as zeros.
+                self.data.read_at(block * BLOCK, &mut buf)?;
             }
         }
         self.log.fill(pos, BLOCK as usize, &mut |dst| {
@@ -336,22 +385,48 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
     }
 
     /// Sets the size: bytes beyond it are gone, a later extension reads zeros.
+    ///
+    /// Past the committed size the cut is made in the data file at once (no crash image needs
+    /// the bytes there; no block there has a log slot).
+    /// Below it, the file is checkpointed, the truncate logged and committed on its own, and then
+    /// made in the data file: a truncate below the committed size is durable when it returns (a
+    /// whole change, as a checkpoint's commit is), and the data file never holds stale bytes.
     pub fn truncate(&mut self, size: u64) -> Result<(), Errno> {
-        if size < self.size && !size.is_multiple_of(BLOCK) {
-            // The block that now ends the file loses its tail: logged as zeros, like a write.
+        if size >= self.size {
+            // Bytes past the old size read as zeros already: in the file, in the log slots.
+            self.size = size;
+            return Ok(());
+        }
+        if size < self.committed_size {
+            self.checkpoint()?;
+            self.log.append(Kind::Truncate, size, self.epoch, &[])?;
+            self.size = size;
+            self.commit()?;
+            self.data.set_len(size)?;
+            self.data.sync()?;
+            self.log.reset(Some(size))?;
+            return Ok(());
+        }
+        if !size.is_multiple_of(BLOCK) && self.index.contains_key(&(size / BLOCK)) {
+            // The logged block that now ends the file loses its tail, like a write of zeros.
             let tail = (BLOCK - size % BLOCK).min(self.size - size) as usize;
             self.write_with(size, tail, &mut |dst| {
                 dst.fill(0);
                 dst.len()
             })?;
+            if size < self.committed_size {
+                // Making room for that checkpointed the file: the cut is below the new commit.
+                return self.truncate(size);
+            }
         }
-        self.make_room(0)?;
-        self.log.append(Kind::Truncate, size, self.epoch, &[])?;
-        self.index.retain(|&b, _| b * BLOCK < size);
-        self.data_valid = self.data_valid.min(size);
+        // No block past the cut has a log slot: a slot is only ever made for a block that starts
+        // below the committed size, which is at most `size` here.
+        debug_assert!(self.index.keys().all(|&b| b * BLOCK < size));
+        if self.data.size()? > size {
+            self.data.set_len(size)?;
+            self.in_place_dirty = true;
+        }
         self.size = size;
-        // Slots written before the truncate must not be reused after it: replay order.
-        self.era += 1;
         Ok(())
     }
 
@@ -373,10 +448,6 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         }
         stats::CHECKPOINTS.fetch_add(1, Relaxed);
         stats::note_log_used(self.log.used());
-        // Bytes past a truncation point still in the data file must not come back.
-        if self.data_valid < self.data.size()? {
-            self.data.set_len(self.data_valid)?;
-        }
         let mut blocks: Vec<(u64, u64)> = self.index.iter().map(|(&b, s)| (b, s.pos)).collect();
         blocks.sort_unstable();
         if blocks.len() >= 256 {
@@ -403,15 +474,22 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
             self.data.set_len(self.size)?;
         }
         self.data.sync()?;
-        self.log.reset()?;
+        self.log.reset(Some(self.size))?;
         self.index.clear();
-        self.data_valid = self.size;
+        self.unsealed.clear();
+        self.committed_size = self.size;
         Ok(())
     }
 
     fn commit(&mut self) -> Result<(), Errno> {
-        if self.log.has_uncommitted() {
+        if self.log.has_uncommitted() || self.size != self.committed_size {
+            if self.in_place_dirty {
+                // Bytes written in place become part of the committed state: durable first.
+                self.data.sync()?;
+                self.in_place_dirty = false;
+            }
             self.log.commit(self.epoch, self.size, &self.unsealed)?;
+            self.committed_size = self.size;
             self.unsealed.clear();
             self.commits += 1;
             stats::COMMITS.fetch_add(1, Relaxed);
@@ -442,9 +520,14 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         }
     }
 
-    /// Checkpoints and gives back the data file and the (now empty) log medium.
+    /// Checkpoints and gives back the data file and the (now empty) log medium, which no longer
+    /// describes the file (no base size: it may be reused for another).
     pub fn into_parts(mut self) -> Result<(S, M), Errno> {
         self.checkpoint()?;
+        if self.data.size()? != self.size {
+            self.data.set_len(self.size)?;
+        }
+        self.log.reset(None)?;
         Ok((self.data, self.log.into_medium()))
     }
 
@@ -457,10 +540,16 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
     }
 }
 
-/// Replays committed records onto the data file, in log order; the last commit's size wins.
+/// Replays committed records onto the data file, in log order; the last commit's size wins,
+/// else the log's base size (bytes written in place and never committed are cut away).
 /// Replaying twice gives the same file (recovery may be interrupted and run again).
-fn replay<M: Medium, S: Storage>(data: &mut S, log: &Log<M>, records: &[Found]) -> Result<(), Errno> {
-    let mut final_size = None;
+fn replay<M: Medium, S: Storage>(
+    data: &mut S,
+    log: &Log<M>,
+    records: &[Found],
+    base_size: Option<u64>,
+) -> Result<(), Errno> {
+    let mut final_size = base_size;
     for r in records {
         match r.header.kind {
             Kind::Block | Kind::Write => {

@@ -53,11 +53,14 @@ pub struct Opened<M: Medium> {
     pub committed: Vec<Found>,
     /// Records after the last commit (written, never committed), dropped.
     pub discarded: usize,
+    /// The header's base size: the file's size if no commit follows.
+    pub base_size: Option<u64>,
 }
 
 impl<M: Medium> Log<M> {
-    /// Starts an empty log on `medium` (overwriting whatever it held).
-    pub fn create(mut medium: M, max_len: u64) -> Result<Log<M>, Errno> {
+    /// Starts an empty log on `medium` (overwriting whatever it held), for a data file of
+    /// `base_size` bytes.
+    pub fn create(mut medium: M, max_len: u64, base_size: Option<u64>) -> Result<Log<M>, Errno> {
         if medium.len() < LOG_HEADER_LEN {
             medium.grow(4096)?;
         }
@@ -67,7 +70,7 @@ impl<M: Medium> Log<M> {
         let mut header = [0u8; LOG_HEADER_LEN as usize];
         medium.read(0, &mut header);
         let previous = match decode_log_header(&header) {
-            Ok(generation) => generation,
+            Ok(h) => h.generation,
             Err(_) if header.iter().all(|&b| b == 0) => 0,
             Err(_) => (crate::sys::monotonic_ns() as u32) | 0x8000_0000,
         };
@@ -80,7 +83,7 @@ impl<M: Medium> Log<M> {
             #[cfg(test)]
             mutation: Mutation::None,
         };
-        log.reset()?;
+        log.reset(base_size)?;
         Ok(log)
     }
 
@@ -93,15 +96,23 @@ impl<M: Medium> Log<M> {
     /// empty (all zeros) is a new log; a damaged header is an error, and the medium is left as
     /// it was.
     pub fn open(medium: M, max_len: u64) -> Result<Opened<M>, OpenError> {
+        let empty = |medium| {
+            Ok(Opened {
+                log: Log::create(medium, max_len, None)?,
+                committed: Vec::new(),
+                discarded: 0,
+                base_size: None,
+            })
+        };
         if medium.len() < LOG_HEADER_LEN {
-            return Ok(Opened { log: Log::create(medium, max_len)?, committed: Vec::new(), discarded: 0 });
+            return empty(medium);
         }
         let mut header = [0u8; LOG_HEADER_LEN as usize];
         medium.read(0, &mut header);
         if header.iter().all(|&b| b == 0) {
-            return Ok(Opened { log: Log::create(medium, max_len)?, committed: Vec::new(), discarded: 0 });
+            return empty(medium);
         }
-        let generation = decode_log_header(&header).map_err(OpenError::Damaged)?;
+        let LogHeader { generation, base_size } = decode_log_header(&header).map_err(OpenError::Damaged)?;
         let mut log = Log {
             medium,
             generation,
@@ -125,7 +136,7 @@ impl<M: Medium> Log<M> {
         found.truncate(committed);
         // New records go right after the last commit: the uncommitted ones are dropped.
         log.tail = log.committed_tail;
-        Ok(Opened { log, committed: found, discarded })
+        Ok(Opened { log, committed: found, discarded, base_size })
     }
 
     /// The valid record at `pos` of this generation, if any.
@@ -203,7 +214,14 @@ impl<M: Medium> Log<M> {
     /// recovery. Returns the position of its data.
     pub fn allocate(&mut self, kind: Kind, offset: u64, epoch: u32, len: usize) -> Result<u64, Errno> {
         let len32 = u32::try_from(len).map_err(|_| Errno(libc::EFBIG))?;
-        let header = RecordHeader { kind, len: len32, offset, generation: self.generation, epoch };
+        let header = RecordHeader {
+            kind,
+            len: len32,
+            offset,
+            generation: self.generation,
+            epoch,
+            header_only_crc: !self.medium.checks_data(),
+        };
         let end = self.tail + header.size();
         if end > self.medium.len() {
             if end > self.max_len {
@@ -240,11 +258,8 @@ impl<M: Medium> Log<M> {
     }
 
     /// Seals the `unsealed` records, makes every record so far durable, then commits them with
-    /// one record carrying `size`.
+    /// one record carrying `size` (also when there are none: the size alone may have changed).
     pub fn commit(&mut self, epoch: u32, size: u64, unsealed: &[u64]) -> Result<(), Errno> {
-        if !self.has_uncommitted() {
-            return Ok(());
-        }
         for &pos in unsealed {
             self.seal(pos);
         }
@@ -264,11 +279,11 @@ impl<M: Medium> Log<M> {
         Ok(())
     }
 
-    /// Voids every record: the next generation starts empty. Call only once the data file holds
-    /// everything committed, durably.
-    pub fn reset(&mut self) -> Result<(), Errno> {
+    /// Voids every record: the next generation starts empty, for a data file of `base_size`
+    /// bytes. Call only once the data file holds everything committed, durably.
+    pub fn reset(&mut self, base_size: Option<u64>) -> Result<(), Errno> {
         self.generation = self.generation.wrapping_add(1).max(1);
-        self.medium.write(0, &encode_log_header(self.generation));
+        self.medium.write(0, &encode_log_header(LogHeader { generation: self.generation, base_size }));
         self.medium.flush(0, LOG_HEADER_LEN)?;
         self.medium.fence()?;
         self.tail = LOG_HEADER_LEN;
@@ -323,7 +338,7 @@ mod tests {
 
     #[test]
     fn only_committed_records_survive() {
-        let mut log = Log::create(SimMedium::new(4096), 1 << 20).unwrap();
+        let mut log = Log::create(SimMedium::new(4096), 1 << 20, None).unwrap();
         log.append(Kind::Write, 0, 0, b"first").unwrap();
         log.commit(0, 5, &[]).unwrap();
         log.append(Kind::Write, 5, 1, b"second").unwrap();
@@ -338,7 +353,7 @@ mod tests {
     #[test]
     fn a_commit_never_outlives_its_records() {
         // Power loss right after commit: all durable. Without the first flush it would not be.
-        let mut log = Log::create(SimMedium::new(4096), 1 << 20).unwrap();
+        let mut log = Log::create(SimMedium::new(4096), 1 << 20, None).unwrap();
         log.append(Kind::Write, 0, 0, &[7u8; 300]).unwrap();
         log.commit(0, 300, &[]).unwrap();
         let opened = reopen(log.medium().after(Crash::PowerLoss));
@@ -350,21 +365,22 @@ mod tests {
 
     #[test]
     fn reset_voids_old_records_and_grows_on_demand() {
-        let mut log = Log::create(SimMedium::new(4096), 1 << 20).unwrap();
+        let mut log = Log::create(SimMedium::new(4096), 1 << 20, None).unwrap();
         for i in 0..100u64 {
             log.append(Kind::Write, i * 100, 0, &[1u8; 100]).unwrap();
         }
         assert!(log.medium().len() > 4096);
         log.commit(0, 10_000, &[]).unwrap();
-        log.reset().unwrap();
+        log.reset(Some(10_000)).unwrap();
         let opened = reopen(log.medium().after(Crash::PowerLoss));
         assert!(opened.committed.is_empty());
         assert_eq!(opened.log.generation(), 2);
+        assert_eq!(opened.base_size, Some(10_000));
     }
 
     #[test]
     fn full_logs_refuse_appends_and_keep_what_they_hold() {
-        let mut log = Log::create(SimMedium::new(4096), 8192).unwrap();
+        let mut log = Log::create(SimMedium::new(4096), 8192, None).unwrap();
         log.append(Kind::Write, 0, 0, &[1u8; 4000]).unwrap();
         assert_eq!(log.append(Kind::Write, 0, 0, &[2u8; 5000]), Err(Errno(libc::ENOSPC)));
         log.commit(0, 4000, &[]).unwrap();
@@ -376,7 +392,7 @@ mod tests {
     #[test]
     fn removing_the_flush_before_commit_is_caught() {
         let run = |mutation| {
-            let mut log = Log::create(SimMedium::new(4096), 1 << 20).unwrap();
+            let mut log = Log::create(SimMedium::new(4096), 1 << 20, None).unwrap();
             log.mutation = mutation;
             log.append(Kind::Write, 0, 0, &[9u8; 700]).unwrap();
             log.commit(0, 700, &[]).unwrap();
@@ -391,7 +407,7 @@ mod tests {
     #[test]
     fn removing_checksums_is_caught() {
         let run = |mutation| {
-            let mut log = Log::create(SimMedium::new(4096), 1 << 20).unwrap();
+            let mut log = Log::create(SimMedium::new(4096), 1 << 20, None).unwrap();
             let pos = log.append(Kind::Write, 0, 0, &[5u8; 600]).unwrap();
             log.commit(0, 600, &[]).unwrap();
             let mut medium = log.medium().after(Crash::ProcessKill);
@@ -408,7 +424,7 @@ mod tests {
 
     #[test]
     fn damaged_headers_are_reported() {
-        let log = Log::create(SimMedium::new(4096), 1 << 20).unwrap();
+        let log = Log::create(SimMedium::new(4096), 1 << 20, None).unwrap();
         let mut medium = log.medium().after(Crash::PowerLoss);
         medium.write(3, b"x");
         assert!(matches!(Log::open(medium, 1 << 20), Err(OpenError::Damaged(_))));

@@ -4,6 +4,8 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 pub static BYTES_LOGGED: AtomicU64 = AtomicU64::new(0);
+/// Bytes written straight into data files (past the committed size).
+pub static BYTES_IN_PLACE: AtomicU64 = AtomicU64::new(0);
 pub static BLOCKS_LOGGED: AtomicU64 = AtomicU64::new(0);
 pub static COMMITS: AtomicU64 = AtomicU64::new(0);
 pub static CHECKPOINTS: AtomicU64 = AtomicU64::new(0);
@@ -36,9 +38,10 @@ pub fn summary() -> String {
     let mut s = String::new();
     let _ = write!(
         s,
-        "{} logged in {} blocks, {} commits, {} checkpoints, log peak {}, {} records recovered",
+        "{} logged in {} blocks, {} written in place, {} commits, {} checkpoints, log peak {}, {} records recovered",
         human(BYTES_LOGGED.load(Relaxed)),
         BLOCKS_LOGGED.load(Relaxed),
+        human(BYTES_IN_PLACE.load(Relaxed)),
         COMMITS.load(Relaxed),
         CHECKPOINTS.load(Relaxed),
         human(LOG_PEAK.load(Relaxed)),

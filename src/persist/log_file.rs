@@ -55,7 +55,7 @@ impl Medium for LogFile {
         let len = len.next_multiple_of(4096);
         // Blocks first: a store into the new range can then never fault for lack of space.
         sys::fallocate(self.fd, 0, len)?;
-        self.map.grow(len as usize)?;
+        self.map.grow(len as usize, true)?;
         self.pmem = self.map.is_sync() || pmem::is_pmem(self.map.as_slice());
         Ok(())
     }
@@ -93,6 +93,10 @@ impl Medium for LogFile {
         } else {
             self.map.sync_range(offset as usize, len as usize)
         }
+    }
+
+    fn checks_data(&self) -> bool {
+        !self.tmpfs || self.pmem
     }
 
     fn fence(&mut self) -> Result<(), Errno> {

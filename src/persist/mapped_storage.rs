@@ -34,15 +34,47 @@ impl MappedStorage {
 }
 
 impl MappedStorage {
-    /// Makes sure the mapping covers `[0, end)`.
+    /// Makes sure the mapping covers `[0, end)`. It grows in place (mremap): the pages already
+    /// mapped stay.
     fn ensure_mapped(&self, end: usize) -> Result<(), Errno> {
         let mut map = self.map.borrow_mut();
-        if map.as_ref().is_none_or(|m| m.len() < end) {
-            let size = end.max(self.len as usize).next_power_of_two().max(64 << 10);
-            *map = None;
-            *map = Some(Mapping::map(self.fd, size, false, self.tmpfs)?);
+        let size = end.max(self.len as usize).next_power_of_two().max(64 << 10);
+        match map.as_mut() {
+            Some(m) if m.len() >= end => {}
+            Some(m) => m.grow(size, false)?,
+            None => *map = Some(Mapping::map(self.fd, size, false, self.tmpfs)?),
         }
         Ok(())
+    }
+
+    /// Extends the file to at least `end` with its blocks allocated, leaving room for the
+    /// appends to come (a step proportional to the file, 64 KiB to 64 MiB), so that appending
+    /// takes a system call only now and then.
+    fn allocate_to(&mut self, end: u64) -> Result<(), Errno> {
+        let step = (self.len / 8).clamp(64 << 10, 64 << 20);
+        let roomy = end.max(self.len + step).next_multiple_of(4096);
+        if sys::fallocate(self.fd, self.len, roomy - self.len).is_err() {
+            // Maybe no room for the extra: exactly what is needed, or the error.
+            sys::fallocate(self.fd, self.len, end - self.len)?;
+            self.len = end;
+            return Ok(());
+        }
+        self.len = roomy;
+        Ok(())
+    }
+}
+
+impl MappedStorage {
+    /// A length below which every block of the file is known to be allocated (0 if unknown).
+    /// On tmpfs the block count is exact (no metadata blocks): a file with as many blocks as
+    /// pages has no hole, and the checkpoint can skip a `fallocate` that walks every page.
+    fn allocated_prefix(&self) -> Result<u64, Errno> {
+        if !self.tmpfs {
+            return Ok(0);
+        }
+        let st = sys::fstat(self.fd)?;
+        let size = st.st_size as u64;
+        Ok(if st.st_blocks as u64 * 512 >= size.next_multiple_of(4096) { size } else { 0 })
     }
 }
 
@@ -77,7 +109,10 @@ impl Storage for MappedStorage {
 
     fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), Errno> {
         let end = offset + data.len() as u64;
-        let allocated = self.bulk.iter().any(|&(s, e)| s <= offset && end <= e);
+        // The ranges are sorted and disjoint: the one that may hold `offset` is the last that
+        // starts at or before it.
+        let i = self.bulk.partition_point(|&(s, _)| s <= offset);
+        let allocated = i > 0 && end <= self.bulk[i - 1].1;
         if !allocated {
             // One pwrite: no mapping to set up, and ENOSPC comes back as an error.
             sys::pwrite_all(self.fd, data, offset)?;
@@ -91,10 +126,35 @@ impl Storage for MappedStorage {
         Ok(())
     }
 
+    fn write_in_place(
+        &mut self,
+        offset: u64,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]) -> usize,
+    ) -> Result<usize, Errno> {
+        let end = offset + len as u64;
+        let allocated_from = self.len;
+        if end > self.len {
+            self.allocate_to(end)?;
+        }
+        self.ensure_mapped(self.len as usize)?;
+        let map = self.map.get_mut().as_mut().expect("mapped above");
+        if allocated_from < self.len && self.tmpfs {
+            // Fresh blocks, about to be stored into: one call maps them all (on tmpfs, where
+            // mapping a page costs no read).
+            map.populate(allocated_from as usize, (self.len - allocated_from) as usize);
+        }
+        Ok(fill(&mut map.as_mut_slice()[offset as usize..end as usize]))
+    }
+
     fn prepare_bulk(&mut self, ranges: &[(u64, u64)]) -> Result<(), Errno> {
         self.bulk.clear();
+        let allocated = self.allocated_prefix()?;
         for &(start, end) in ranges {
-            sys::fallocate(self.fd, start, end - start)?;
+            if end > allocated {
+                let from = start.max(allocated);
+                sys::fallocate(self.fd, from, end - from)?;
+            }
             self.len = self.len.max(end);
             self.bulk.push((start, end));
         }

@@ -3,8 +3,9 @@
 //!
 //! # Safety
 //! A `Mapping` owns `[addr, addr + len)` from a successful `mmap(MAP_SHARED)` until drop, and
-//! hands out slices only within it. The mapped file is nvmmio's own (a log), sized with
-//! `fallocate` before mapping, so no access can fall past its end (SIGBUS).
+//! hands out slices only within it. The mapped file is nvmmio's own (a log, sized with
+//! `fallocate` before mapping) or a data file whose users touch only bytes below its size,
+//! with blocks allocated before any store (no access faults: SIGBUS).
 #![allow(unsafe_code)]
 
 use crate::sys::{syscall6, Errno};
@@ -46,8 +47,9 @@ impl Mapping {
     }
 
     /// Grows the mapping to `new_len` bytes of the same file, keeping the pages already mapped
-    /// (mremap) and populating only the new part (best effort).
-    pub fn grow(&mut self, new_len: usize) -> Result<(), Errno> {
+    /// (mremap); `populate`: map the new part now (best effort; it allocates any hole there, so
+    /// only for files whose blocks are all allocated).
+    pub fn grow(&mut self, new_len: usize, populate: bool) -> Result<(), Errno> {
         if new_len <= self.len {
             return Ok(());
         }
@@ -58,11 +60,24 @@ impl Mapping {
         self.addr = addr;
         let old = self.len;
         self.len = new_len;
-        // MADV_POPULATE_WRITE (Linux 5.14): map the new pages now, in one call.
-        let a = [addr + old, new_len - old, 23, 0, 0, 0];
+        if populate {
+            self.populate(old, new_len - old);
+        }
+        Ok(())
+    }
+
+    /// Maps the pages of `[offset, offset + len)` now, in one call, instead of one fault each
+    /// on first store (best effort: MADV_POPULATE_WRITE, Linux 5.14). It allocates any hole in
+    /// the range: only for allocated ranges.
+    pub fn populate(&self, offset: usize, len: usize) {
+        let start = offset & !4095;
+        let end = (offset + len).min(self.len);
+        if start >= end {
+            return;
+        }
+        let a = [self.addr + start, end - start, 23, 0, 0, 0];
         // SAFETY: advice on a range we own; it changes no contents.
         let _ = unsafe { syscall6(libc::SYS_madvise as usize, a) };
-        Ok(())
     }
 
     /// Whether the mapping is synchronous (MAP_SYNC on a DAX file).

@@ -55,6 +55,14 @@ pub trait Medium {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Whether records need a checksum over their data. Only memory that a crash can leave
+    /// half-written needs one; a log in tmpfs (no power loss to survive, and a killed process
+    /// leaves every completed store) is checked by record headers alone, saving a pass over
+    /// every logged byte.
+    fn checks_data(&self) -> bool {
+        true
+    }
 }
 
 /// A data file as the engine uses it.
@@ -79,6 +87,16 @@ pub trait Storage {
         sink: &mut dyn FnMut(&[u8]) -> Result<(), Errno>,
     ) -> Result<usize, Errno>;
     fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), Errno>;
+    /// Lets `fill` store up to `len` bytes at `offset` in place, the file growing as needed
+    /// (its new blocks allocated first: ENOSPC here, never a fault in `fill`); returns how many
+    /// bytes `fill` stored (fewer than `len` if its source ran out). The file may grow past
+    /// `offset + len` (room for the next appends); [`Storage::size`] then says so.
+    fn write_in_place(
+        &mut self,
+        offset: u64,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]) -> usize,
+    ) -> Result<usize, Errno>;
     fn set_len(&mut self, len: u64) -> Result<(), Errno>;
     /// Makes every completed write and size change durable.
     fn sync(&mut self) -> Result<(), Errno>;
@@ -126,6 +144,18 @@ impl Storage for FdStorage {
 
     fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), Errno> {
         sys::pwrite_all(self.fd, data, offset)
+    }
+
+    fn write_in_place(
+        &mut self,
+        offset: u64,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]) -> usize,
+    ) -> Result<usize, Errno> {
+        let mut buf = vec![0u8; len];
+        let n = fill(&mut buf);
+        sys::pwrite_all(self.fd, &buf[..n], offset)?;
+        Ok(n)
     }
 
     fn set_len(&mut self, len: u64) -> Result<(), Errno> {

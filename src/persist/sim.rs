@@ -204,6 +204,22 @@ impl Storage for SimStorage {
         Ok(())
     }
 
+    fn write_in_place(
+        &mut self,
+        offset: u64,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]) -> usize,
+    ) -> Result<usize, Errno> {
+        self.tick();
+        let end = offset as usize + len;
+        if end > self.current.len() {
+            // Grown in steps, as the real storage does, so that tests see a file longer than
+            // its logical size.
+            self.current.resize(end.next_multiple_of(1024), 0);
+        }
+        Ok(fill(&mut self.current[offset as usize..end]))
+    }
+
     fn set_len(&mut self, len: u64) -> Result<(), Errno> {
         self.tick();
         self.current.resize(len as usize, 0);
