@@ -203,12 +203,15 @@ fn checked(allowed: bool, bufs: Result<Vec<Buf>, Errno>) -> Result<Vec<Buf>, isi
 }
 
 fn read_at_pos(engine: &Engine, file: &OpenFile, bufs: Result<Vec<Buf>, Errno>, at: Option<i64>) -> isize {
+    // The kernel checks the offset before the descriptor.
+    if at.is_some_and(|off| off < 0) {
+        return err(libc::EINVAL);
+    }
     let bufs = match checked(file.readable(), bufs) {
         Ok(b) => b,
         Err(r) => return r,
     };
     match at {
-        Some(off) if off < 0 => err(libc::EINVAL),
         Some(off) => result(read_into(engine, off as u64, &bufs)),
         None => {
             let mut pos = file.lock_pos();
@@ -228,12 +231,14 @@ fn write_at_pos(
     at: Option<i64>,
     append: bool,
 ) -> isize {
+    if at.is_some_and(|off| off < 0) {
+        return err(libc::EINVAL);
+    }
     let bufs = match checked(file.writable(), bufs) {
         Ok(b) => b,
         Err(r) => return r,
     };
     match at {
-        Some(off) if off < 0 => err(libc::EINVAL),
         // Linux appends pwrite on an O_APPEND descriptor at the end, whatever the offset.
         Some(off) => {
             let off = if file.append() || append { engine.size() } else { off as u64 };
@@ -276,18 +281,22 @@ fn seek(engine: &Engine, file: &OpenFile, offset: i64, whence: i32) -> isize {
 
 /// The kernel will run a call on this descriptor: give it our offset.
 pub fn push_to_kernel(fd: i32, file: &OpenFile) {
+    // A file already handed to the kernel has its offsets there: ours are stale.
+    if !matches!(&*file.inode.lock(), State::Engine(_)) {
+        return;
+    }
     let pos = *file.lock_pos();
     let _ = sys::lseek(fd, pos as i64, libc::SEEK_SET);
 }
 
 /// The kernel ran a call on this (checkpointed) file: take back its size and our offset.
 pub fn pull_from_kernel(fd: i32, file: &OpenFile) {
+    let mut state = file.inode.lock();
+    let State::Engine(engine) = &mut *state else { return };
     if let Ok(pos) = sys::lseek(fd, 0, libc::SEEK_CUR) {
         *file.lock_pos() = pos;
     }
-    if let State::Engine(engine) = &mut *file.inode.lock() {
-        let _ = engine.reload();
-    }
+    let _ = engine.reload();
 }
 
 /// The logical size of a managed file, if (dev, ino) is one.
@@ -339,17 +348,30 @@ fn write_logical_size(addr: usize, key: (u64, u64), size_at: usize, blocks_at: u
     let _ = usercopy::copy_to_user(addr + blocks_at, &blocks.to_ne_bytes());
 }
 
-/// `truncate(path, len)` succeeded in the kernel: if the path is a managed file, the engine
-/// records the same truncation (in order with the writes it holds).
-pub fn truncated_by_path(path: usize, len: u64) {
+/// `truncate(path, len)` of a managed file, served by the engine: the kernel must not cut the
+/// data file under the log (committed bytes there may still be needed by a crash). The
+/// permission checks are the kernel's: the file is opened for writing first. `None`: not a
+/// managed file, the kernel runs the call.
+pub fn truncate_by_path(path: usize, len: i64) -> Option<isize> {
     let mut name = [0u8; 4096];
-    let Ok(cpath) = usercopy::copy_cstr_from_user(path, &mut name) else {
-        return;
-    };
-    let Ok(st) = sys::stat(cpath) else { return };
-    if let Some(inode) = table::find_inode((st.st_dev, st.st_ino)) {
-        if let State::Engine(engine) = &mut *inode.lock() {
-            let _ = engine.truncate(len);
-        }
+    let cpath = usercopy::copy_cstr_from_user(path, &mut name).ok()?;
+    let st = sys::stat(cpath).ok()?;
+    let inode = table::find_inode((st.st_dev, st.st_ino))?;
+    if !matches!(&*inode.lock(), State::Engine(_)) {
+        return None;
     }
+    if len < 0 {
+        return Some(err(libc::EINVAL));
+    }
+    let fd = match sys::open(cpath, libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NONBLOCK, 0) {
+        Ok(fd) => fd,
+        Err(e) => return Some(e.to_raw()),
+    };
+    let _ = sys::close(fd);
+    let mut state = inode.lock();
+    let State::Engine(engine) = &mut *state else { return None };
+    Some(match engine.truncate(len as u64) {
+        Ok(()) => 0,
+        Err(e) => e.to_raw(),
+    })
 }

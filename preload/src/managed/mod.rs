@@ -179,16 +179,15 @@ pub fn before(nr: usize, args: [usize; 6]) -> Plan {
         },
         // Only managed files need their size corrected or their truncation logged: with none
         // open, these stay the kernel's alone.
-        libc::SYS_stat
-        | libc::SYS_lstat
-        | libc::SYS_newfstatat
-        | libc::SYS_statx
-        | libc::SYS_fstat
-        | libc::SYS_truncate
+        libc::SYS_stat | libc::SYS_lstat | libc::SYS_newfstatat | libc::SYS_statx | libc::SYS_fstat
             if table::any_inode() =>
         {
             Plan::KernelThen
         }
+        libc::SYS_truncate if table::any_inode() => match io::truncate_by_path(args[0], args[1] as i64) {
+            Some(result) => Plan::Served(result),
+            None => Plan::Kernel,
+        },
         libc::SYS_mmap if is_managed_fd(args[4] as i32) => {
             if let Some(file) = table::get(args[4] as i32) {
                 hand_to_kernel(&file.inode);
@@ -288,9 +287,14 @@ pub fn after(nr: usize, args: [usize; 6], result: isize) {
         libc::SYS_stat | libc::SYS_lstat => io::patch_stat(args[1]),
         libc::SYS_newfstatat => io::patch_stat(args[2]),
         libc::SYS_statx => io::patch_statx(args[4]),
-        libc::SYS_truncate => io::truncated_by_path(args[0], args[1] as u64),
         libc::SYS_fallocate | libc::SYS_ioctl | libc::SYS_copy_file_range | libc::SYS_splice | libc::SYS_sendfile => {
-            for fd in [args[0] as i32, args[1] as i32, args[2] as i32] {
+            // The descriptor arguments only: another argument may hold a managed fd's number.
+            let fds = match nr as i64 {
+                libc::SYS_copy_file_range | libc::SYS_splice => [args[0], args[2]],
+                libc::SYS_sendfile => [args[0], args[1]],
+                _ => [args[0], args[0]],
+            };
+            for fd in fds.map(|fd| fd as i32) {
                 if let Some(file) = table::get(fd) {
                     io::pull_from_kernel(fd, &file);
                 }
