@@ -31,6 +31,9 @@ pub const ENV_DIRS: &str = "NVMMIO_DIRS";
 pub const ENV_LOG_MAX: &str = "NVMMIO_LOG_MAX";
 /// Checkpoint after an fsync once a file's log holds this much (bytes; k, m, g). Default 64m.
 pub const ENV_CHECKPOINT_AT: &str = "NVMMIO_CHECKPOINT_AT";
+/// Writes past the committed size go straight into the file (no log) from this file offset on
+/// (bytes; k, m, g). Default 64k: smaller files are cheaper to log.
+pub const ENV_IN_PLACE_FROM: &str = "NVMMIO_IN_PLACE_FROM";
 /// `1`: each process prints a summary of what nvmmio served to stderr when it exits.
 pub const ENV_STATS: &str = "NVMMIO_STATS";
 /// Fault injection for tests: a system call name; nvmmio's dispatch panics on every such call,
@@ -55,6 +58,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     (ENV_DIRS, "managed directories (colon-separated): their regular files are served in user space"),
     (ENV_LOG_MAX, "largest log per file before a checkpoint makes room (default 256m)"),
     (ENV_CHECKPOINT_AT, "checkpoint after fsync once a log holds this much (default 64m)"),
+    (ENV_IN_PLACE_FROM, "writes past the committed size skip the log from this offset on (default 64k)"),
     (ENV_STATS, "1: each process prints what nvmmio served (calls, bytes logged, commits, checkpoints) at exit"),
     (ENV_TEST_PANIC_IN, "for tests: make nvmmio panic on this syscall (reported once, call forwarded)"),
     (ENV_LIB, "path of libnvmmio.so for `nvmmio run`/`trace` (default: next to the nvmmio binary)"),
@@ -160,6 +164,7 @@ impl Settings {
         let engine = EngineSettings {
             log_max: size_var(ENV_LOG_MAX, defaults.log_max)?,
             checkpoint_at: size_var(ENV_CHECKPOINT_AT, defaults.checkpoint_at)?,
+            in_place_from: size_var(ENV_IN_PLACE_FROM, defaults.in_place_from)?,
         };
         let dirs = nonempty(ENV_DIRS)
             .map(|v| v.split(':').filter(|d| !d.is_empty()).map(|d| d.trim_end_matches('/').to_string()).collect())

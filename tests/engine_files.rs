@@ -16,7 +16,7 @@ fn open(dir: &Path) -> (File, Recovered) {
     let data = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(dir.join("data")).unwrap();
     let log =
         OpenOptions::new().read(true).write(true).create(true).truncate(false).open(dir.join("data.log")).unwrap();
-    let settings = EngineSettings { log_max: 1 << 20, checkpoint_at: 512 << 10 };
+    let settings = EngineSettings { log_max: 1 << 20, checkpoint_at: 512 << 10, in_place_from: 16 << 10 };
     let log = LogFile::open(log.into_raw_fd(), 4096).unwrap();
     File::open(FdStorage { fd: data.into_raw_fd() }, log, settings).map_err(|e| e.to_string()).unwrap()
 }

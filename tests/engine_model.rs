@@ -33,7 +33,8 @@ fn bytes(len: usize, seed: u8) -> Vec<u8> {
 
 /// Small limits so that logs fill, grow and get checkpointed within a test.
 fn settings() -> EngineSettings {
-    EngineSettings { log_max: 64 << 10, checkpoint_at: 32 << 10 }
+    // In-place writes from 8 KiB on: both write paths, and blocks that straddle the boundary.
+    EngineSettings { log_max: 64 << 10, checkpoint_at: 32 << 10, in_place_from: 8 << 10 }
 }
 
 type File = ManagedFile<SimMedium, SimStorage>;

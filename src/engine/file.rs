@@ -28,11 +28,15 @@ pub struct EngineSettings {
     pub log_max: u64,
     /// Checkpoint after a commit once the log holds this much.
     pub checkpoint_at: u64,
+    /// Writes past the committed size go straight into the data file only from this file
+    /// offset on: below it (small files, such as SQLite's short-lived journals) the log is
+    /// cheaper than setting up the data file's mapping and its append room.
+    pub in_place_from: u64,
 }
 
 impl Default for EngineSettings {
     fn default() -> Self {
-        EngineSettings { log_max: 256 << 20, checkpoint_at: 64 << 20 }
+        EngineSettings { log_max: 256 << 20, checkpoint_at: 64 << 20, in_place_from: 64 << 10 }
     }
 }
 
@@ -355,7 +359,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
     /// Whether bytes from `from` on in `block` go straight into the data file: nothing of the
     /// block is logged (so reads take it from the file) and no crash image needs the bytes there.
     fn goes_in_place(&self, block: u64, from: u64) -> bool {
-        from >= self.committed_size && !self.index.contains_key(&block)
+        from >= self.committed_size && from >= self.settings.in_place_from && !self.index.contains_key(&block)
     }
 
     /// Whether writing `block` from `from` on takes a new log slot.
@@ -387,7 +391,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
     /// Sets the size: bytes beyond it are gone, a later extension reads zeros.
     ///
     /// Past the committed size the cut is made in the data file at once (no crash image needs
-    /// the bytes there; no block there has a log slot).
+    /// the bytes there), and the log slots of the blocks cut away are withdrawn.
     /// Below it, the file is checkpointed, the truncate logged and committed on its own, and then
     /// made in the data file: a truncate below the committed size is durable when it returns (a
     /// whole change, as a checkpoint's commit is), and the data file never holds stale bytes.
@@ -419,9 +423,21 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
                 return self.truncate(size);
             }
         }
-        // No block past the cut has a log slot: a slot is only ever made for a block that starts
-        // below the committed size, which is at most `size` here.
-        debug_assert!(self.index.keys().all(|&b| b * BLOCK < size));
+        // Log slots of blocks past the cut (all uncommitted: a committed record's block starts
+        // below the committed size) are withdrawn: replayed later, they would bring back bytes
+        // over whatever is written there next, in place or not.
+        let cut_from = size.div_ceil(BLOCK);
+        let mut voided = Vec::new();
+        self.index.retain(|&b, slot| {
+            if b < cut_from {
+                return true;
+            }
+            voided.push(slot.pos);
+            false
+        });
+        for pos in voided {
+            self.log.void(pos);
+        }
         if self.data.size()? > size {
             self.data.set_len(size)?;
             self.in_place_dirty = true;
@@ -557,6 +573,7 @@ fn replay<M: Medium, S: Storage>(
             }
             Kind::Truncate => data.set_len(r.header.offset)?,
             Kind::Commit => final_size = Some(r.header.offset),
+            Kind::Void => {}
         }
     }
     if let Some(size) = final_size {

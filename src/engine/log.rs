@@ -247,6 +247,16 @@ impl<M: Medium> Log<M> {
         self.medium.write_with(data_pos, len, fill)
     }
 
+    /// Withdraws the unsealed record whose data starts at `data_pos`: recovery skips it.
+    pub fn void(&mut self, data_pos: u64) {
+        let mut raw = [0u8; RECORD_HEADER_LEN as usize];
+        self.medium.read(data_pos - RECORD_HEADER_LEN, &mut raw);
+        if let Some((header, _)) = RecordHeader::decode(&raw) {
+            let voided = RecordHeader { kind: Kind::Void, ..header };
+            self.medium.write(data_pos - RECORD_HEADER_LEN, &voided.encode_unsealed());
+        }
+    }
+
     /// Stores the checksum of the record whose data starts at `data_pos`.
     fn seal(&mut self, data_pos: u64) {
         let mut raw = [0u8; RECORD_HEADER_LEN as usize];

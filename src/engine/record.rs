@@ -33,6 +33,8 @@ pub enum Kind {
     /// The whole block of [`BLOCK`] bytes at file offset `offset` (its latest contents in the
     /// record's epoch).
     Block = 4,
+    /// A block record withdrawn before its commit (its block was truncated away): skipped.
+    Void = 5,
 }
 
 /// The unit of logging: writes are logged as whole blocks of this size.
@@ -45,6 +47,7 @@ impl Kind {
             2 => Some(Kind::Truncate),
             3 => Some(Kind::Commit),
             4 => Some(Kind::Block),
+            5 => Some(Kind::Void),
             _ => None,
         }
     }

@@ -48,10 +48,10 @@ impl MappedStorage {
     }
 
     /// Extends the file to at least `end` with its blocks allocated, leaving room for the
-    /// appends to come (a step proportional to the file, 64 KiB to 64 MiB), so that appending
+    /// appends to come (a step proportional to the file, 4 KiB to 64 MiB), so that appending
     /// takes a system call only now and then.
     fn allocate_to(&mut self, end: u64) -> Result<(), Errno> {
-        let step = (self.len / 8).clamp(64 << 10, 64 << 20);
+        let step = (self.len / 8).clamp(4 << 10, 64 << 20);
         let roomy = end.max(self.len + step).next_multiple_of(4096);
         if sys::fallocate(self.fd, self.len, roomy - self.len).is_err() {
             // Maybe no room for the extra: exactly what is needed, or the error.
