@@ -194,8 +194,12 @@ pub fn serve(nr: usize, args: [usize; 6], file: &Arc<OpenFile>) -> Option<isize>
 }
 
 /// The buffers of a call allowed on `file` (`allowed`: the access mode permits it), or the
-/// call's result: EBADF first, as the kernel checks the descriptor before the buffers.
-fn checked(allowed: bool, bufs: Result<Vec<Buf>, Errno>) -> Result<Vec<Buf>, isize> {
+/// call's result, in the kernel's order: EINVAL for a negative offset `at`, then EBADF, then
+/// the buffers.
+fn checked(allowed: bool, bufs: Result<Vec<Buf>, Errno>, at: Option<i64>) -> Result<Vec<Buf>, isize> {
+    if at.is_some_and(|off| off < 0) {
+        return Err(err(libc::EINVAL));
+    }
     if !allowed {
         return Err(err(libc::EBADF));
     }
@@ -203,11 +207,7 @@ fn checked(allowed: bool, bufs: Result<Vec<Buf>, Errno>) -> Result<Vec<Buf>, isi
 }
 
 fn read_at_pos(engine: &Engine, file: &OpenFile, bufs: Result<Vec<Buf>, Errno>, at: Option<i64>) -> isize {
-    // The kernel checks the offset before the descriptor.
-    if at.is_some_and(|off| off < 0) {
-        return err(libc::EINVAL);
-    }
-    let bufs = match checked(file.readable(), bufs) {
+    let bufs = match checked(file.readable(), bufs, at) {
         Ok(b) => b,
         Err(r) => return r,
     };
@@ -231,10 +231,7 @@ fn write_at_pos(
     at: Option<i64>,
     append: bool,
 ) -> isize {
-    if at.is_some_and(|off| off < 0) {
-        return err(libc::EINVAL);
-    }
-    let bufs = match checked(file.writable(), bufs) {
+    let bufs = match checked(file.writable(), bufs, at) {
         Ok(b) => b,
         Err(r) => return r,
     };
