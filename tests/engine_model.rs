@@ -10,11 +10,22 @@ use proptest::prelude::*;
 
 #[derive(Clone, Debug)]
 enum Op {
-    Write { offset: u64, len: usize, seed: u8 },
-    Read { offset: u64, len: usize },
+    Write {
+        offset: u64,
+        len: usize,
+        seed: u8,
+    },
+    Read {
+        offset: u64,
+        len: usize,
+    },
     Truncate(u64),
     Sync,
     Checkpoint,
+    /// Freeze the log for a background checkpoint (the file goes on with its second log).
+    BeginBackground,
+    /// Apply the frozen log, as the background worker does, and take it back.
+    ApplyBackground,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -24,6 +35,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0u64..24_000).prop_map(Op::Truncate),
         3 => Just(Op::Sync),
         1 => Just(Op::Checkpoint),
+        2 => Just(Op::BeginBackground),
+        2 => Just(Op::ApplyBackground),
     ]
 }
 
@@ -66,6 +79,8 @@ fn run(file: &mut File, op: &Op, model: &[u8]) -> Result<(), TestCaseError> {
         Op::Truncate(size) => file.truncate(size).unwrap(),
         Op::Sync => file.sync().unwrap(),
         Op::Checkpoint => file.checkpoint().unwrap(),
+        Op::BeginBackground => drop(file.begin_background_checkpoint().unwrap()),
+        Op::ApplyBackground => file.apply_frozen_here().unwrap(),
     }
     Ok(())
 }
@@ -83,7 +98,7 @@ proptest! {
     #[test]
     fn reads_and_sizes_match_the_model(initial in proptest::collection::vec(any::<u8>(), 0..10_000),
                                        ops in proptest::collection::vec(op(), 1..80)) {
-        let (mut file, _) = File::open(SimStorage::with_contents(&initial), SimMedium::new(4096), settings()).unwrap();
+        let (mut file, _) = File::open_pair(SimStorage::with_contents(&initial), SimMedium::new(4096), Some(SimMedium::new(4096)), settings()).unwrap();
         let mut model = initial.clone();
         for op in &ops {
             apply_model(&mut model, op);
@@ -103,7 +118,7 @@ proptest! {
                                                    power_loss in any::<bool>()) {
         // First run: count the media's ticks.
         let timeline = Timeline::new(None);
-        let (mut file, _) = File::open(SimStorage::on(timeline.clone(), &initial), SimMedium::on(timeline.clone(), 4096), settings()).unwrap();
+        let (mut file, _) = File::open_pair(SimStorage::on(timeline.clone(), &initial), SimMedium::on(timeline.clone(), 4096), Some(SimMedium::on(timeline.clone(), 4096)), settings()).unwrap();
         let start = timeline.now();
         let mut model = initial.clone();
         for op in &ops {
@@ -117,7 +132,7 @@ proptest! {
         // Second run, same operations, photographed at the crash instant; the oracle notes the
         // committed states and which of them the crash may land on.
         let timeline = Timeline::new(Some(crash_at));
-        let (mut file, _) = File::open(SimStorage::on(timeline.clone(), &initial), SimMedium::on(timeline.clone(), 4096), settings()).unwrap();
+        let (mut file, _) = File::open_pair(SimStorage::on(timeline.clone(), &initial), SimMedium::on(timeline.clone(), 4096), Some(SimMedium::on(timeline.clone(), 4096)), settings()).unwrap();
         let mut model = initial.clone();
         // Per commit, the states it may have made durable.
         let mut committed = vec![vec![initial.clone()]];
@@ -144,7 +159,7 @@ proptest! {
         let acceptable = acceptable.expect("the crash instant falls inside an operation");
 
         let crash = if power_loss { Crash::PowerLoss } else { Crash::ProcessKill };
-        let (recovered, _) = File::open(file.data().after(crash), file.log_medium().after(crash), settings()).unwrap();
+        let (recovered, _) = File::open_pair(file.data().after(crash), file.log_medium().after(crash), file.other_log_medium().map(|m| m.after(crash)), settings()).unwrap();
         let found = contents(&recovered);
         prop_assert!(
             acceptable.clone().any(|i| committed[i].contains(&found)),
@@ -153,7 +168,7 @@ proptest! {
             committed.iter().map(|states| states.iter().map(Vec::len).collect::<Vec<_>>()).collect::<Vec<_>>()
         );
         // Recovery is idempotent: recovering the recovered image changes nothing.
-        let (again, _) = File::open(recovered.data().after(Crash::PowerLoss), recovered.log_medium().after(Crash::PowerLoss), settings()).unwrap();
+        let (again, _) = File::open_pair(recovered.data().after(Crash::PowerLoss), recovered.log_medium().after(Crash::PowerLoss), recovered.other_log_medium().map(|m| m.after(Crash::PowerLoss)), settings()).unwrap();
         prop_assert_eq!(contents(&again), found);
     }
 }

@@ -339,3 +339,76 @@ print(sum(1 for _ in db.iterator()), db.get(b\"k00012344\")[:12], db.get(b\"k000
         false,
     );
 }
+
+/// Checkpoints in the background (a small NVMMIO_CHECKPOINT_AT): random writes, fsyncs, a
+/// truncate, reads checked against a model all along, forks whose children read the file
+/// through the kernel, and two threads writing at once; the file ends byte-identical to the
+/// model, and the checkpoint thread did its part.
+#[test]
+fn background_checkpoints_keep_every_byte() {
+    for dir in [shm_dir(), tmp_dir()] {
+        background_checkpoints_in(dir.path());
+    }
+}
+
+fn background_checkpoints_in(dir: &Path) {
+    let script = r#"
+import hashlib, os, random, threading
+r = random.Random(7)
+size = 8 << 20
+fd = os.open("f", os.O_RDWR | os.O_CREAT, 0o644)
+model = bytearray(size)
+os.ftruncate(fd, size)
+lock = threading.Lock()
+def write(off, data):
+    os.pwrite(fd, data, off)
+    model[off:off + len(data)] = data
+for i in range(12000):
+    off = r.randrange(0, len(model) - 20000)
+    write(off, bytes([i % 251]) * r.choice([1, 100, 4096, 10000, 20000]))
+    if i % 997 == 0:
+        os.fsync(fd)
+    if i % 1500 == 0:
+        assert os.pread(fd, len(model) + 10, 0) == model, i
+    if i % 4000 == 1:
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0 if os.pread(fd, len(model) + 10, 0) == model else 1)
+        assert os.waitpid(pid, 0)[1] == 0, "child saw other bytes"
+    if i == 7000:
+        os.ftruncate(fd, 6 << 20)
+        del model[6 << 20:]
+def worker(seed, base):
+    rr = random.Random(seed)
+    for j in range(3000):
+        off = base + rr.randrange(0, (1 << 20) - 4096)
+        data = bytes([(seed + j) % 251]) * 4096
+        os.pwrite(fd, data, off)
+        with lock:
+            model[off:off + 4096] = data
+threads = [threading.Thread(target=worker, args=(s, s << 20)) for s in (1, 3)]
+for t in threads: t.start()
+for t in threads: t.join()
+assert os.pread(fd, len(model) + 10, 0) == model
+os.close(fd)
+print(hashlib.sha256(model).hexdigest() == hashlib.sha256(open("f", "rb").read()).hexdigest())
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .current_dir(dir)
+        .env("LD_PRELOAD", library())
+        .env("NVMMIO_DIRS", dir)
+        .env("NVMMIO_CHECKPOINT_AT", "1m")
+        .env("NVMMIO_STATS", "1")
+        .output()
+        .unwrap();
+    assert_eq!(ok(&out), "True\n");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // One summary line per process (the forked children print theirs too).
+    let background = stderr
+        .lines()
+        .filter(|l| l.contains("in the background"))
+        .filter_map(|l| l.split(" (").nth(1)?.split(' ').next()?.parse::<u64>().ok())
+        .max();
+    assert!(background.is_some_and(|n| n > 0), "{stderr}");
+}

@@ -13,8 +13,11 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::{Acquire, Release};
+use std::sync::Arc;
 
-use super::log::{Found, Log, OpenError};
+use super::log::{Found, Log, OpenError, Opened};
 use super::record::{Kind, BLOCK, RECORD_HEADER_LEN};
 use super::stats;
 use crate::persist::{Medium, Storage};
@@ -98,6 +101,70 @@ impl Hasher for BlockHasher {
 
 type Index = HashMap<u64, Slot, BuildHasherDefault<BlockHasher>>;
 
+/// Writes a run of consecutive pieces of a file from an offset (see [`Frozen::apply`]).
+pub type RunWriter<'a> = dyn FnMut(u64, &[&[u8]]) -> Result<(), Errno> + 'a;
+
+/// A committed log handed to another thread to apply to the data file (a background
+/// checkpoint, see [`ManagedFile::begin_background_checkpoint`]); the file goes on with a new
+/// log meanwhile. Reads of its blocks come from it until the engine takes it back.
+pub struct Frozen<M: Medium> {
+    log: Log<M>,
+    /// (block number, position of its latest contents in `log`), sorted by block.
+    blocks: Vec<(u64, u64)>,
+    /// The file's size when frozen: bytes past it are not written.
+    size: u64,
+    /// Set by whoever starts applying: a job is applied by one thread at most.
+    claimed: AtomicBool,
+    /// The engine wants the log back now: the applier stops early.
+    cancel: AtomicBool,
+    /// Every block was written by [`Frozen::apply`].
+    applied: AtomicBool,
+}
+
+impl<M: Medium> Frozen<M> {
+    /// Writes the frozen blocks into the data file with `write(offset, bytes)` (from another
+    /// thread, without the file's lock: no one else writes these blocks meanwhile). Returns
+    /// whether it wrote them all; false if the job was claimed already, cancelled, or `write`
+    /// failed (the engine then writes them itself).
+    /// `write(offset, pieces)` gets runs of consecutive blocks (up to 1 MiB), to be written
+    /// one after the other from `offset`.
+    pub fn apply(&self, write: &mut RunWriter) -> bool {
+        if self.claimed.swap(true, Acquire) {
+            return false;
+        }
+        let mut run: Vec<&[u8]> = Vec::with_capacity(256);
+        let mut run_start = 0;
+        let mut flush = |run: &mut Vec<&[u8]>, start: u64| {
+            let ok = run.is_empty() || write(start, run).is_ok();
+            run.clear();
+            ok
+        };
+        for &(block, pos) in &self.blocks {
+            let start = block * BLOCK;
+            if start >= self.size {
+                break;
+            }
+            let contiguous = run_start + (run.len() as u64) * BLOCK == start;
+            if !contiguous || run.len() == 256 {
+                if self.cancel.load(Relaxed) || !flush(&mut run, run_start) {
+                    return false;
+                }
+                run_start = start;
+            }
+            run.push(self.log.bytes(pos, (self.size - start).min(BLOCK) as usize));
+        }
+        if !flush(&mut run, run_start) {
+            return false;
+        }
+        self.applied.store(true, Release);
+        true
+    }
+
+    fn slot(&self, block: u64) -> Option<u64> {
+        self.blocks.binary_search_by_key(&block, |&(b, _)| b).ok().map(|i| self.blocks[i].1)
+    }
+}
+
 pub struct ManagedFile<M: Medium, S: Storage> {
     data: S,
     log: Log<M>,
@@ -121,6 +188,10 @@ pub struct ManagedFile<M: Medium, S: Storage> {
     /// Commit records written since open (statistics; tests use it as the oracle's clock).
     commits: u64,
     settings: EngineSettings,
+    /// A committed log being applied in the background.
+    frozen: Option<Arc<Frozen<M>>>,
+    /// A second log medium, to go on with while the first is frozen.
+    spare: Option<M>,
 }
 
 impl<M: Medium, S: Storage> ManagedFile<M, S> {
@@ -138,31 +209,72 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
             era: 0,
             commits: 0,
             settings,
+            frozen: None,
+            spare: None,
         })
     }
 
     /// Opens a file, first applying whatever its log committed (recovery).
-    pub fn open(mut data: S, medium: M, settings: EngineSettings) -> Result<(Self, Recovered), OpenError> {
-        let opened = Log::open(medium, settings.log_max)?;
-        let recovered = Recovered { applied: opened.committed.len(), discarded: opened.discarded };
-        let mut log = opened.log;
-        let stray_bytes = opened.base_size.is_some_and(|base| data.size() != Ok(base));
-        if !opened.committed.is_empty() || opened.discarded > 0 || stray_bytes {
-            stats::RECOVERED_RECORDS.fetch_add(opened.committed.len() as u64, Relaxed);
-            replay(&mut data, &log, &opened.committed, opened.base_size)?;
-            data.sync()?;
-            let size = data.size()?;
-            log.reset(Some(size))?;
-        } else if opened.base_size.is_none() {
-            // A new or reused log: record the size a crash must come back to.
-            log.reset(Some(data.size()?))?;
+    pub fn open(data: S, medium: M, settings: EngineSettings) -> Result<(Self, Recovered), OpenError> {
+        Self::open_pair(data, medium, None, settings)
+    }
+
+    /// Opens a file that may have a second log (left by a background checkpoint), applying
+    /// what both committed, the older generation first. The second becomes the spare.
+    pub fn open_pair(
+        mut data: S,
+        medium: M,
+        second: Option<M>,
+        settings: EngineSettings,
+    ) -> Result<(Self, Recovered), OpenError> {
+        let first = Log::open(medium, settings.log_max)?;
+        let second = second.map(|m| Log::open(m, settings.log_max)).transpose()?;
+        let mut recovered = Recovered::default();
+        let mut work = false;
+        let primary_needs_base = first.base_size.is_none();
+        let mut logs: Vec<&Opened<M>> = std::iter::once(&first).chain(second.as_ref()).collect();
+        logs.sort_by_key(|o| o.log.generation());
+        let mut final_size = None;
+        for o in logs {
+            recovered.applied += o.committed.len();
+            recovered.discarded += o.discarded;
+            let has_commit = o.committed.iter().any(|r| r.header.kind == Kind::Commit);
+            work |= !o.committed.is_empty() || o.discarded > 0;
+            if has_commit || o.base_size.is_some() {
+                final_size = replay(&mut data, &o.log, &o.committed, o.base_size)?.or(final_size);
+            }
         }
-        Ok((Self::with_log(data, log, settings)?, recovered))
+        work |= final_size.is_some_and(|size| data.size() != Ok(size));
+        let (mut log, spare) = (first.log, second.map(|o| o.log));
+        if work {
+            stats::RECOVERED_RECORDS.fetch_add(recovered.applied as u64, Relaxed);
+            if let Some(size) = final_size {
+                data.set_len(size)?;
+            }
+            data.sync()?;
+        }
+        let after = spare.as_ref().map_or(0, |l| l.generation());
+        let spare = match spare {
+            Some(mut l) => {
+                l.reset(None)?;
+                Some(l.into_medium())
+            }
+            None => None,
+        };
+        if work || primary_needs_base {
+            // Record the size a crash must come back to (also for a new or reused log).
+            let size = data.size()?;
+            let after = after.max(log.generation());
+            log = Log::create(log.into_medium(), settings.log_max, Some(size), after)?;
+        }
+        let mut file = Self::with_log(data, log, settings)?;
+        file.spare = spare;
+        Ok((file, recovered))
     }
 
     /// Opens a file whose old log (if any) is to be ignored: a truncating open supersedes it.
     pub fn create(data: S, medium: M, settings: EngineSettings) -> Result<Self, Errno> {
-        let log = Log::create(medium, settings.log_max, Some(data.size()?))?;
+        let log = Log::create(medium, settings.log_max, Some(data.size()?), 0)?;
         Self::with_log(data, log, settings)
     }
 
@@ -222,10 +334,14 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         while pos < end {
             let block = pos / BLOCK;
             let chunk_end = ((block + 1) * BLOCK).min(end);
-            if let Some(slot) = self.index.get(&block) {
+            let logged = match self.index.get(&block) {
+                Some(slot) => Some((&self.log, slot.pos)),
+                None => self.frozen.as_ref().and_then(|f| Some((&f.log, f.slot(block)?))),
+            };
+            if let Some((log, slot_pos)) = logged {
                 self.base_pieces(base_from..pos, sink)?;
                 let in_block = (pos - block * BLOCK) as usize;
-                sink(Piece::Bytes(self.log.bytes(slot.pos + in_block as u64, (chunk_end - pos) as usize)))?;
+                sink(Piece::Bytes(log.bytes(slot_pos + in_block as u64, (chunk_end - pos) as usize)))?;
                 base_from = chunk_end;
             }
             pos = chunk_end;
@@ -359,7 +475,10 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
     /// Whether bytes from `from` on in `block` go straight into the data file: nothing of the
     /// block is logged (so reads take it from the file) and no crash image needs the bytes there.
     fn goes_in_place(&self, block: u64, from: u64) -> bool {
-        from >= self.committed_size && from >= self.settings.in_place_from && !self.index.contains_key(&block)
+        from >= self.committed_size
+            && from >= self.settings.in_place_from
+            && !self.index.contains_key(&block)
+            && self.frozen.as_ref().is_none_or(|f| f.slot(block).is_none())
     }
 
     /// Whether writing `block` from `from` on takes a new log slot.
@@ -377,10 +496,13 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         let mut buf = [0u8; BLOCK as usize];
         match old {
             Some(s) => buf.copy_from_slice(self.log.bytes(s.pos, BLOCK as usize)),
-            None => {
+            None => match self.frozen.as_ref().and_then(|f| Some((f, f.slot(block)?))) {
+                Some((f, slot_pos)) => buf.copy_from_slice(f.log.bytes(slot_pos, BLOCK as usize)),
                 // Past the data file's end the block reads as zeros.
-                self.data.read_at(block * BLOCK, &mut buf)?;
-            }
+                None => {
+                    self.data.read_at(block * BLOCK, &mut buf)?;
+                }
+            },
         }
         self.log.fill(pos, BLOCK as usize, &mut |dst| {
             dst.copy_from_slice(&buf);
@@ -396,6 +518,10 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
     /// made in the data file: a truncate below the committed size is durable when it returns (a
     /// whole change, as a checkpoint's commit is), and the data file never holds stale bytes.
     pub fn truncate(&mut self, size: u64) -> Result<(), Errno> {
+        if size < self.size {
+            // The data file is about to be cut: no background writer may be at work in it.
+            self.settle_frozen()?;
+        }
         if size >= self.size {
             // Bytes past the old size read as zeros already: in the file, in the log slots.
             self.size = size;
@@ -449,43 +575,34 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
     /// Makes every write so far durable and committed (fsync).
     pub fn sync(&mut self) -> Result<(), Errno> {
         self.commit()?;
-        if self.log.used() >= self.settings.checkpoint_at {
+        // With a second log the checkpoint runs in the background (the caller starts it); a
+        // log that fills up meanwhile is checkpointed here when it must make room.
+        let background = self.spare.is_some() || self.frozen.is_some();
+        if self.log.used() >= self.settings.checkpoint_at && !background {
             self.checkpoint()?;
         }
         Ok(())
     }
 
     /// Commits, writes the latest contents of every logged block into the data file, syncs
-    /// it, and empties the log.
+    /// it, and empties the log (after taking back a log frozen for the background).
     pub fn checkpoint(&mut self) -> Result<(), Errno> {
+        self.settle_frozen()?;
         self.commit()?;
         if self.log.used() == 0 {
+            // Nothing logged (a background checkpoint took it all): only the room kept for
+            // appends goes.
+            if self.data.size()? != self.size {
+                self.data.set_len(self.size)?;
+                self.data.sync()?;
+            }
             return Ok(());
         }
         stats::CHECKPOINTS.fetch_add(1, Relaxed);
         stats::note_log_used(self.log.used());
         let mut blocks: Vec<(u64, u64)> = self.index.iter().map(|(&b, s)| (b, s.pos)).collect();
         blocks.sort_unstable();
-        if blocks.len() >= 256 {
-            // Many blocks: let the storage allocate the runs at once and copy through memory.
-            let mut runs: Vec<(u64, u64)> = Vec::new();
-            for &(b, _) in &blocks {
-                let (start, end) = (b * BLOCK, ((b + 1) * BLOCK).min(self.size));
-                match runs.last_mut() {
-                    Some(last) if last.1 == start => last.1 = end.max(last.1),
-                    _ if start < end => runs.push((start, end)),
-                    _ => {}
-                }
-            }
-            self.data.prepare_bulk(&runs)?;
-        }
-        for (b, pos) in blocks {
-            let start = b * BLOCK;
-            if start < self.size {
-                let n = (self.size - start).min(BLOCK) as usize;
-                self.data.write_at(start, self.log.bytes(pos, n))?;
-            }
-        }
+        write_blocks(&mut self.data, &self.log, &blocks, self.size)?;
         if self.data.size()? != self.size {
             self.data.set_len(self.size)?;
         }
@@ -494,6 +611,108 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         self.index.clear();
         self.unsealed.clear();
         self.committed_size = self.size;
+        Ok(())
+    }
+
+    /// Gives the engine a second log medium, so that checkpoints can run in the background.
+    pub fn set_spare(&mut self, medium: M) {
+        self.spare = Some(medium);
+    }
+
+    pub fn has_spare(&self) -> bool {
+        self.spare.is_some()
+    }
+
+    /// Whether the log is due for a checkpoint and one can start in the background now.
+    pub fn wants_background_checkpoint(&self) -> bool {
+        self.log.used() >= self.settings.checkpoint_at && self.frozen.is_none()
+    }
+
+    /// Commits and freezes the log for another thread to apply ([`Frozen::apply`], then
+    /// [`ManagedFile::finish_background_checkpoint`] under the file's lock); the file goes on
+    /// with the spare medium as its log. `None`: nothing to do, or no spare.
+    pub fn begin_background_checkpoint(&mut self) -> Result<Option<Arc<Frozen<M>>>, Errno> {
+        if self.frozen.is_some() || self.spare.is_none() {
+            return Ok(None);
+        }
+        self.commit()?;
+        if self.log.used() == 0 {
+            return Ok(None);
+        }
+        let spare = self.spare.take().expect("checked above");
+        // The new log's generation follows the frozen one's: recovery replays them in order.
+        let next = Log::create(spare, self.settings.log_max, Some(self.size), self.log.generation())?;
+        stats::CHECKPOINTS.fetch_add(1, Relaxed);
+        stats::note_log_used(self.log.used());
+        let log = std::mem::replace(&mut self.log, next);
+        let mut blocks: Vec<(u64, u64)> = self.index.drain().map(|(b, s)| (b, s.pos)).collect();
+        blocks.sort_unstable();
+        self.unsealed.clear();
+        let frozen = Arc::new(Frozen {
+            log,
+            blocks,
+            size: self.size,
+            claimed: AtomicBool::new(false),
+            cancel: AtomicBool::new(false),
+            applied: AtomicBool::new(false),
+        });
+        self.frozen = Some(frozen.clone());
+        Ok(Some(frozen))
+    }
+
+    /// Applies the frozen log in this thread, as a background worker would, and takes it back
+    /// (for callers without a worker, and for tests).
+    pub fn apply_frozen_here(&mut self) -> Result<(), Errno> {
+        let Some(frozen) = self.frozen.clone() else { return Ok(()) };
+        let job = Arc::as_ptr(&frozen);
+        let data = &mut self.data;
+        frozen.apply(&mut |mut offset, pieces| {
+            for piece in pieces {
+                data.write_at(offset, piece)?;
+                offset += piece.len() as u64;
+            }
+            Ok(())
+        });
+        drop(frozen);
+        self.finish_background_checkpoint(job)
+    }
+
+    /// The background apply of `job` ended (or gave up): if it is still this file's frozen log
+    /// and no one else holds it, take it back now (see [`ManagedFile::settle_frozen`]).
+    pub fn finish_background_checkpoint(&mut self, job: *const Frozen<M>) -> Result<(), Errno> {
+        match &self.frozen {
+            Some(f) if Arc::as_ptr(f) == job && Arc::strong_count(f) == 1 => self.settle_frozen(),
+            _ => Ok(()),
+        }
+    }
+
+    /// Ends a background checkpoint now: stops the applier and waits until it lets go of the
+    /// frozen log, writes the blocks it did not, syncs the data file, and keeps the voided log
+    /// as the spare.
+    fn settle_frozen(&mut self) -> Result<(), Errno> {
+        let Some(mut frozen) = self.frozen.take() else { return Ok(()) };
+        frozen.cancel.store(true, Relaxed);
+        let frozen = loop {
+            match Arc::try_unwrap(frozen) {
+                Ok(f) => break f,
+                Err(shared) => {
+                    // The applier checks `cancel` between blocks: a short wait.
+                    frozen = shared;
+                    std::thread::yield_now();
+                }
+            }
+        };
+        if frozen.applied.load(Acquire) {
+            stats::CHECKPOINTS_IN_BACKGROUND.fetch_add(1, Relaxed);
+        } else {
+            write_blocks(&mut self.data, &frozen.log, &frozen.blocks, frozen.size)?;
+        }
+        // Everything it held must be durable in the data file before the log is voided.
+        self.data.sync()?;
+        self.data.refresh()?;
+        let mut log = frozen.log;
+        log.reset(None)?;
+        self.spare = Some(log.into_medium());
         Ok(())
     }
 
@@ -536,15 +755,15 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         }
     }
 
-    /// Checkpoints and gives back the data file and the (now empty) log medium, which no longer
-    /// describes the file (no base size: it may be reused for another).
-    pub fn into_parts(mut self) -> Result<(S, M), Errno> {
+    /// Checkpoints and gives back the data file, the (now empty) log medium, which no longer
+    /// describes the file (no base size: it may be reused for another), and the spare.
+    pub fn into_parts(mut self) -> Result<(S, M, Option<M>), Errno> {
         self.checkpoint()?;
         if self.data.size()? != self.size {
             self.data.set_len(self.size)?;
         }
         self.log.reset(None)?;
-        Ok((self.data, self.log.into_medium()))
+        Ok((self.data, self.log.into_medium(), self.spare))
     }
 
     pub fn data(&self) -> &S {
@@ -554,17 +773,53 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
     pub fn log_medium(&self) -> &M {
         self.log.medium()
     }
+
+    /// The second log's medium, spare or frozen, if there is one.
+    pub fn other_log_medium(&self) -> Option<&M> {
+        self.spare.as_ref().or_else(|| self.frozen.as_ref().map(|f| f.log.medium()))
+    }
 }
 
-/// Replays committed records onto the data file, in log order; the last commit's size wins,
-/// else the log's base size (bytes written in place and never committed are cut away).
-/// Replaying twice gives the same file (recovery may be interrupted and run again).
+/// Writes `blocks` (block number, position in `log`; sorted) into the data file, up to `size`.
+fn write_blocks<M: Medium, S: Storage>(
+    data: &mut S,
+    log: &Log<M>,
+    blocks: &[(u64, u64)],
+    size: u64,
+) -> Result<(), Errno> {
+    if blocks.len() >= 256 {
+        // Many blocks: let the storage allocate the runs at once and copy through memory.
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        for &(b, _) in blocks {
+            let (start, end) = (b * BLOCK, ((b + 1) * BLOCK).min(size));
+            match runs.last_mut() {
+                Some(last) if last.1 == start => last.1 = end.max(last.1),
+                _ if start < end => runs.push((start, end)),
+                _ => {}
+            }
+        }
+        data.prepare_bulk(&runs)?;
+    }
+    for &(b, pos) in blocks {
+        let start = b * BLOCK;
+        if start < size {
+            let n = (size - start).min(BLOCK) as usize;
+            data.write_at(start, log.bytes(pos, n))?;
+        }
+    }
+    Ok(())
+}
+
+/// Replays committed records onto the data file, in log order. Returns the size they leave:
+/// the last commit's, else the log's base size (bytes written in place and never committed are
+/// cut away by the caller). Replaying twice gives the same file (recovery may be interrupted
+/// and run again).
 fn replay<M: Medium, S: Storage>(
     data: &mut S,
     log: &Log<M>,
     records: &[Found],
     base_size: Option<u64>,
-) -> Result<(), Errno> {
+) -> Result<Option<u64>, Errno> {
     let mut final_size = base_size;
     for r in records {
         match r.header.kind {
@@ -576,8 +831,5 @@ fn replay<M: Medium, S: Storage>(
             Kind::Void => {}
         }
     }
-    if let Some(size) = final_size {
-        data.set_len(size)?;
-    }
-    Ok(())
+    Ok(final_size)
 }

@@ -59,8 +59,9 @@ pub struct Opened<M: Medium> {
 
 impl<M: Medium> Log<M> {
     /// Starts an empty log on `medium` (overwriting whatever it held), for a data file of
-    /// `base_size` bytes.
-    pub fn create(mut medium: M, max_len: u64, base_size: Option<u64>) -> Result<Log<M>, Errno> {
+    /// `base_size` bytes, with a generation above `after` (recovery replays a file's logs in
+    /// generation order).
+    pub fn create(mut medium: M, max_len: u64, base_size: Option<u64>, after: u32) -> Result<Log<M>, Errno> {
         if medium.len() < LOG_HEADER_LEN {
             medium.grow(4096)?;
         }
@@ -76,7 +77,7 @@ impl<M: Medium> Log<M> {
         };
         let mut log = Log {
             medium,
-            generation: previous,
+            generation: previous.max(after),
             tail: LOG_HEADER_LEN,
             committed_tail: LOG_HEADER_LEN,
             max_len,
@@ -98,7 +99,7 @@ impl<M: Medium> Log<M> {
     pub fn open(medium: M, max_len: u64) -> Result<Opened<M>, OpenError> {
         let empty = |medium| {
             Ok(Opened {
-                log: Log::create(medium, max_len, None)?,
+                log: Log::create(medium, max_len, None, 0)?,
                 committed: Vec::new(),
                 discarded: 0,
                 base_size: None,
@@ -348,7 +349,7 @@ mod tests {
 
     #[test]
     fn only_committed_records_survive() {
-        let mut log = Log::create(SimMedium::new(4096), 1 << 20, None).unwrap();
+        let mut log = Log::create(SimMedium::new(4096), 1 << 20, None, 0).unwrap();
         log.append(Kind::Write, 0, 0, b"first").unwrap();
         log.commit(0, 5, &[]).unwrap();
         log.append(Kind::Write, 5, 1, b"second").unwrap();
@@ -363,7 +364,7 @@ mod tests {
     #[test]
     fn a_commit_never_outlives_its_records() {
         // Power loss right after commit: all durable. Without the first flush it would not be.
-        let mut log = Log::create(SimMedium::new(4096), 1 << 20, None).unwrap();
+        let mut log = Log::create(SimMedium::new(4096), 1 << 20, None, 0).unwrap();
         log.append(Kind::Write, 0, 0, &[7u8; 300]).unwrap();
         log.commit(0, 300, &[]).unwrap();
         let opened = reopen(log.medium().after(Crash::PowerLoss));
@@ -375,7 +376,7 @@ mod tests {
 
     #[test]
     fn reset_voids_old_records_and_grows_on_demand() {
-        let mut log = Log::create(SimMedium::new(4096), 1 << 20, None).unwrap();
+        let mut log = Log::create(SimMedium::new(4096), 1 << 20, None, 0).unwrap();
         for i in 0..100u64 {
             log.append(Kind::Write, i * 100, 0, &[1u8; 100]).unwrap();
         }
@@ -390,7 +391,7 @@ mod tests {
 
     #[test]
     fn full_logs_refuse_appends_and_keep_what_they_hold() {
-        let mut log = Log::create(SimMedium::new(4096), 8192, None).unwrap();
+        let mut log = Log::create(SimMedium::new(4096), 8192, None, 0).unwrap();
         log.append(Kind::Write, 0, 0, &[1u8; 4000]).unwrap();
         assert_eq!(log.append(Kind::Write, 0, 0, &[2u8; 5000]), Err(Errno(libc::ENOSPC)));
         log.commit(0, 4000, &[]).unwrap();
@@ -402,7 +403,7 @@ mod tests {
     #[test]
     fn removing_the_flush_before_commit_is_caught() {
         let run = |mutation| {
-            let mut log = Log::create(SimMedium::new(4096), 1 << 20, None).unwrap();
+            let mut log = Log::create(SimMedium::new(4096), 1 << 20, None, 0).unwrap();
             log.mutation = mutation;
             log.append(Kind::Write, 0, 0, &[9u8; 700]).unwrap();
             log.commit(0, 700, &[]).unwrap();
@@ -417,7 +418,7 @@ mod tests {
     #[test]
     fn removing_checksums_is_caught() {
         let run = |mutation| {
-            let mut log = Log::create(SimMedium::new(4096), 1 << 20, None).unwrap();
+            let mut log = Log::create(SimMedium::new(4096), 1 << 20, None, 0).unwrap();
             let pos = log.append(Kind::Write, 0, 0, &[5u8; 600]).unwrap();
             log.commit(0, 600, &[]).unwrap();
             let mut medium = log.medium().after(Crash::ProcessKill);
@@ -434,7 +435,7 @@ mod tests {
 
     #[test]
     fn damaged_headers_are_reported() {
-        let log = Log::create(SimMedium::new(4096), 1 << 20, None).unwrap();
+        let log = Log::create(SimMedium::new(4096), 1 << 20, None, 0).unwrap();
         let mut medium = log.medium().after(Crash::PowerLoss);
         medium.write(3, b"x");
         assert!(matches!(Log::open(medium, 1 << 20), Err(OpenError::Damaged(_))));

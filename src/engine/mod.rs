@@ -7,4 +7,4 @@ pub mod log;
 pub mod record;
 pub mod stats;
 
-pub use file::{EngineSettings, ManagedFile, Piece, Recovered};
+pub use file::{EngineSettings, Frozen, ManagedFile, Piece, Recovered};

@@ -9,6 +9,8 @@ pub static BYTES_IN_PLACE: AtomicU64 = AtomicU64::new(0);
 pub static BLOCKS_LOGGED: AtomicU64 = AtomicU64::new(0);
 pub static COMMITS: AtomicU64 = AtomicU64::new(0);
 pub static CHECKPOINTS: AtomicU64 = AtomicU64::new(0);
+/// Checkpoints whose blocks the checkpoint thread wrote.
+pub static CHECKPOINTS_IN_BACKGROUND: AtomicU64 = AtomicU64::new(0);
 pub static RECOVERED_RECORDS: AtomicU64 = AtomicU64::new(0);
 /// Largest log seen in use, in bytes.
 pub static LOG_PEAK: AtomicU64 = AtomicU64::new(0);
@@ -38,12 +40,13 @@ pub fn summary() -> String {
     let mut s = String::new();
     let _ = write!(
         s,
-        "{} logged in {} blocks, {} written in place, {} commits, {} checkpoints, log peak {}, {} records recovered",
+        "{} logged in {} blocks, {} written in place, {} commits, {} checkpoints ({} in the background), log peak {}, {} records recovered",
         human(BYTES_LOGGED.load(Relaxed)),
         BLOCKS_LOGGED.load(Relaxed),
         human(BYTES_IN_PLACE.load(Relaxed)),
         COMMITS.load(Relaxed),
         CHECKPOINTS.load(Relaxed),
+        CHECKPOINTS_IN_BACKGROUND.load(Relaxed),
         human(LOG_PEAK.load(Relaxed)),
         RECOVERED_RECORDS.load(Relaxed)
     );

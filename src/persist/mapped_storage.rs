@@ -27,6 +27,11 @@ impl MappedStorage {
         Ok(Self::with_size(fd, sys::file_size(fd)?, sys::on_tmpfs(fd)))
     }
 
+    /// The file's descriptor (for a background writer; it stays owned here).
+    pub fn raw_fd(&self) -> i32 {
+        self.fd
+    }
+
     /// As [`MappedStorage::new`], with the size and file system already known.
     pub fn with_size(fd: i32, len: u64, tmpfs: bool) -> Self {
         MappedStorage { fd, tmpfs, len, map: RefCell::new(None), bulk: Vec::new() }

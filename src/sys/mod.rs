@@ -172,12 +172,45 @@ pub fn pwrite_all(fd: i32, mut buf: &[u8], mut offset: u64) -> Result<(), Errno>
     Ok(())
 }
 
+/// Writes every byte of `pieces`, in order, at `offset` (pwritev; short writes resumed).
+pub fn pwritev_all(fd: i32, pieces: &[&[u8]], offset: u64) -> Result<(), Errno> {
+    let total: usize = pieces.iter().map(|p| p.len()).sum();
+    let iov: Vec<libc::iovec> =
+        pieces.iter().map(|p| libc::iovec { iov_base: p.as_ptr() as *mut libc::c_void, iov_len: p.len() }).collect();
+    let a = [fd as usize, iov.as_ptr() as usize, iov.len(), offset as usize, 0, 0];
+    match plain(libc::SYS_pwritev, a) {
+        Ok(n) if n == total => Ok(()),
+        Ok(n) => {
+            // Rare: finish piece by piece from where it stopped.
+            let mut skip = n;
+            let mut at = offset + n as u64;
+            for p in pieces {
+                let rest = &p[skip.min(p.len())..];
+                skip -= (p.len() - rest.len()).min(skip);
+                pwrite_all(fd, rest, at)?;
+                at += rest.len() as u64;
+            }
+            Ok(())
+        }
+        Err(Errno(libc::EINTR)) => pwritev_all(fd, pieces, offset),
+        Err(e) => Err(e),
+    }
+}
+
 pub fn ftruncate(fd: i32, len: u64) -> Result<(), Errno> {
     plain(libc::SYS_ftruncate, [fd as usize, len as usize, 0, 0, 0, 0]).map(drop)
 }
 
 pub fn fdatasync(fd: i32) -> Result<(), Errno> {
     plain(libc::SYS_fdatasync, [fd as usize, 0, 0, 0, 0, 0]).map(drop)
+}
+
+/// Blocks every signal in the calling thread (a helper thread: the program's signals are for
+/// its own threads).
+pub fn block_all_signals() -> Result<(), Errno> {
+    let all: u64 = !0;
+    let a = [libc::SIG_BLOCK as usize, &all as *const u64 as usize, 0, 8, 0, 0];
+    plain(libc::SYS_rt_sigprocmask, a).map(drop)
 }
 
 /// `fallocate(fd, 0, offset, len)`: reserves blocks so later stores cannot hit ENOSPC.

@@ -130,6 +130,14 @@ pub fn serve(nr: usize, args: [usize; 6], file: &Arc<OpenFile>) -> Option<isize>
     let State::Engine(engine) = &mut *state else {
         return None;
     };
+    let result = serve_engine(nr, args, file, engine);
+    if engine.wants_background_checkpoint() {
+        super::start_background_checkpoint(&file.inode, engine);
+    }
+    result
+}
+
+fn serve_engine(nr: usize, args: [usize; 6], file: &Arc<OpenFile>, engine: &mut Engine) -> Option<isize> {
     SERVED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let a = args;
     let (single, vector) = (Some((a[1], a[2])), Some((a[1], a[2])));

@@ -12,6 +12,7 @@
 //! - fork, vfork, exec and exit checkpoint every file first (a forked child then uses the
 //!   kernel path for the files it inherited); path calls (stat, truncate) are matched by inode.
 
+mod background;
 mod io;
 pub mod table;
 
@@ -308,6 +309,7 @@ pub fn after(nr: usize, args: [usize; 6], result: isize) {
 struct ForkHold {
     _tables: table::TablesHeld,
     _pool: std::sync::MutexGuard<'static, Vec<PooledLog>>,
+    queue: background::QueueHeld,
 }
 
 thread_local! {
@@ -325,7 +327,8 @@ extern "C" fn fork_prepare() {
     checkpoint_all(true);
     let tables = table::hold();
     let pool = POOL.lock().unwrap_or_else(|p| p.into_inner());
-    FORK_HOLD.with(|h| *h.borrow_mut() = Some(ForkHold { _tables: tables, _pool: pool }));
+    let queue = background::hold();
+    FORK_HOLD.with(|h| *h.borrow_mut() = Some(ForkHold { _tables: tables, _pool: pool, queue }));
 }
 
 extern "C" fn fork_parent() {
@@ -337,7 +340,11 @@ extern "C" fn fork_parent() {
 /// pooled logs are the parent's (their locks are shared with it).
 extern "C" fn fork_child() {
     let Some(_inside) = crate::guard::enter() else { return };
-    FORK_HOLD.with(|h| h.borrow_mut().take());
+    if let Some(held) = FORK_HOLD.with(|h| h.borrow_mut().take()) {
+        let ForkHold { _tables, _pool, queue } = held;
+        drop((_tables, _pool));
+        background::forget_in_child(queue);
+    }
     table::clear();
     std::mem::take(&mut *POOL.lock().unwrap_or_else(|p| p.into_inner()));
 }
@@ -434,9 +441,9 @@ fn cstring(s: String) -> Result<CString, Errno> {
 /// The log for file `key` in `dir`: a pooled one renamed to the file's log name, unless a log of
 /// that name is already there (left by a crash: it is opened and recovered), else a new one.
 /// The log is locked: a file is managed by one process at a time.
-fn acquire_log(dir: &str, key: (u64, u64)) -> Result<(LogFile, CString), Errno> {
+fn acquire_log(dir: &str, key: (u64, u64), kind: LogKind) -> Result<(LogFile, CString), Errno> {
     let meta = format!("{dir}/.nvmmio");
-    let target = cstring(format!("{meta}/{}-{}.log", key.0, key.1))?;
+    let target = log_path(dir, key, kind)?;
     let pooled = {
         let mut pool = POOL.lock().unwrap_or_else(|p| p.into_inner());
         pool.iter().position(|p| p.dir == dir).map(|i| pool.swap_remove(i))
@@ -463,6 +470,36 @@ fn acquire_log(dir: &str, key: (u64, u64)) -> Result<(LogFile, CString), Errno> 
         Err(e) => {
             reserved_fd::release_and_close(fd);
             Err(e)
+        }
+    }
+}
+
+/// A file's first log, or its second (background checkpoints).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum LogKind {
+    Main,
+    Second,
+}
+
+/// `DIR/.nvmmio/DEV-INODE.log`, or `.log2` for the second log.
+fn log_path(dir: &str, key: (u64, u64), kind: LogKind) -> Result<CString, Errno> {
+    let suffix = if kind == LogKind::Main { "log" } else { "log2" };
+    cstring(format!("{dir}/.nvmmio/{}-{}.{suffix}", key.0, key.1))
+}
+
+/// A second log that a crash left for this file, opened and locked (recovery needs it).
+fn leftover_second_log(dir: &str, key: (u64, u64)) -> Option<(LogFile, CString)> {
+    let path = log_path(dir, key, LogKind::Second).ok()?;
+    let fd = reserved_fd::reserve(sys::openat(libc::AT_FDCWD, &path, libc::O_RDWR | libc::O_CLOEXEC, 0).ok()?).ok()?;
+    if sys::flock(fd, libc::LOCK_EX | libc::LOCK_NB).is_err() {
+        reserved_fd::release_and_close(fd);
+        return None;
+    }
+    match LogFile::open(fd, 64 << 10) {
+        Ok(log) => Some((log, path)),
+        Err(_) => {
+            reserved_fd::release_and_close(fd);
+            None
         }
     }
 }
@@ -502,7 +539,7 @@ fn open_inode(fd: i32, st: &libc::stat, dir: &str, flags: i32, settings: EngineS
         let reopen = cstring(format!("/proc/self/fd/{fd}"))?;
         reserved_fd::reserve(sys::openat(libc::AT_FDCWD, &reopen, libc::O_RDWR | libc::O_CLOEXEC, 0)?)?
     };
-    let (log, log_path) = match acquire_log(dir, key) {
+    let (log, log_path) = match acquire_log(dir, key, LogKind::Main) {
         Ok(l) => l,
         Err(e) => {
             reserved_fd::release_and_close(data_fd);
@@ -510,13 +547,28 @@ fn open_inode(fd: i32, st: &libc::stat, dir: &str, flags: i32, settings: EngineS
         }
     };
     let storage = MappedStorage::with_size(data_fd, st.st_size as u64, log.is_tmpfs());
+    let second = leftover_second_log(dir, key);
+    let spare_path = second.as_ref().map(|(_, path)| path.clone());
     // A truncating open supersedes whatever an old log holds.
     let engine = if flags & libc::O_TRUNC != 0 {
-        ManagedFile::create(storage, log, settings)
+        ManagedFile::create(storage, log, settings).map(|mut engine| {
+            if let Some((second, _)) = second {
+                engine.set_spare(second);
+            }
+            engine
+        })
     } else {
-        ManagedFile::open(storage, log, settings).map(|(engine, _)| engine).map_err(|_| Errno(libc::EIO))
+        ManagedFile::open_pair(storage, log, second.map(|(l, _)| l), settings)
+            .map(|(engine, _)| engine)
+            .map_err(|_| Errno(libc::EIO))
     }?;
-    Ok(Arc::new(Inode { key, dir: dir.to_string(), log_path, state: Mutex::new(State::Engine(Box::new(engine))) }))
+    Ok(Arc::new(Inode {
+        key,
+        dir: dir.to_string(),
+        log_path,
+        spare_path: Mutex::new(spare_path),
+        state: Mutex::new(State::Engine(Box::new(engine))),
+    }))
 }
 
 /// The program closes `fd`: forget it; the last descriptor of a file checkpoints it and removes
@@ -539,9 +591,30 @@ fn finish_inode(inode: &Inode) {
     let mut state = inode.lock();
     if let State::Engine(engine) = std::mem::replace(&mut *state, State::Kernel) {
         // If the log cannot be applied it stays where it is, for recovery.
-        if let Ok((storage, log)) = engine.into_parts() {
+        if let Ok((storage, log, spare)) = engine.into_parts() {
             drop(storage);
             release_log(&inode.dir, log, &inode.log_path);
+            let spare_path = inode.spare_path.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let (Some(spare), Some(path)) = (spare, spare_path) {
+                release_log(&inode.dir, spare, &path);
+            }
+        }
+    }
+}
+
+/// The file's log is due for a checkpoint: freeze it for the checkpoint thread, the file going
+/// on with its second log (made now if need be). Without a second log or a thread, the
+/// engine checkpoints by itself when the log must make room.
+pub fn start_background_checkpoint(inode: &Arc<Inode>, engine: &mut table::Engine) {
+    if !engine.has_spare() {
+        let Ok((spare, path)) = acquire_log(&inode.dir, inode.key, LogKind::Second) else { return };
+        engine.set_spare(spare);
+        *inode.spare_path.lock().unwrap_or_else(|p| p.into_inner()) = Some(path);
+    }
+    if let Ok(Some(frozen)) = engine.begin_background_checkpoint() {
+        if !background::submit(inode, &frozen, engine.data().raw_fd()) {
+            drop(frozen);
+            let _ = engine.apply_frozen_here();
         }
     }
 }

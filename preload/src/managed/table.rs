@@ -25,6 +25,8 @@ pub struct Inode {
     pub dir: String,
     /// The log file's path (NUL-terminated), removed when the last descriptor closes.
     pub log_path: std::ffi::CString,
+    /// The second log's path, once the file has one (background checkpoints).
+    pub spare_path: Mutex<Option<std::ffi::CString>>,
     pub state: Mutex<State>,
 }
 

@@ -37,7 +37,11 @@ pub fn run(dir: &Path) -> Result<ExitCode, String> {
         Ok(entries) => entries
             .flatten()
             .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e == "log"))
+            .filter(|p| {
+                // A second log (`.log2`, background checkpoints) is recovered with its first.
+                let ext = p.extension().and_then(|e| e.to_str());
+                ext == Some("log") || (ext == Some("log2") && !p.with_extension("log").exists())
+            })
             .collect::<Vec<_>>(),
         Err(_) => {
             println!("{}: no logs, nothing to recover", dir.display());
@@ -99,7 +103,24 @@ pub fn run(dir: &Path) -> Result<ExitCode, String> {
                 continue;
             }
         };
-        match ManagedFile::open(FdStorage { fd: data_fd }, log, settings) {
+        // Its second log, if the first is a `.log` that has one.
+        let second_path = log_path.with_extension("log2");
+        let second = if log_path != second_path && second_path.exists() {
+            match open(&second_path).map_err(|e| sys::Errno(e.raw_os_error().unwrap_or(libc::EIO))).and_then(|fd| {
+                sys::flock(fd, libc::LOCK_EX | libc::LOCK_NB)?;
+                LogFile::open(fd, 4096)
+            }) {
+                Ok(log) => Some(log),
+                Err(e) => {
+                    println!("{}: cannot open its second log: {e}; left as it was", data_path.display());
+                    problems += 1;
+                    continue;
+                }
+            }
+        } else {
+            None
+        };
+        match ManagedFile::open_pair(FdStorage { fd: data_fd }, log, second, settings) {
             Ok((_, recovered)) => {
                 println!(
                     "{}: {} committed records applied, {} uncommitted dropped",
@@ -108,6 +129,8 @@ pub fn run(dir: &Path) -> Result<ExitCode, String> {
                     recovered.discarded
                 );
                 let _ = fs::remove_file(&log_path);
+                let _ = fs::remove_file(&second_path);
+                let _ = fs::remove_file(&second_path);
             }
             Err(e) => {
                 println!("{}: {e}; file left as it was, log kept at {}", data_path.display(), log_path.display());
