@@ -45,3 +45,37 @@ fn crash_test_script_runs_and_reports_no_violation() {
         assert_eq!(r[4], "0", "violations in {r:?}");
     }
 }
+
+/// `scripts/bench --quick`: every workload group runs on both sides, and the table, the CSV
+/// and the SVG chart agree on what was measured (a smoke test: no timing is asserted).
+#[test]
+fn bench_report_quick_run_writes_table_csv_json_and_chart() {
+    let out = tempfile::tempdir().unwrap();
+    let out_dir = out.path().to_str().unwrap();
+    let (text, rows) = run_script("bench", &["--quick", "--rounds", "1", "--out", out_dir]);
+    let groups = ["fio", "rocksdb", "leveldb", "sqlite", "overhead"];
+    for g in groups {
+        assert!(rows.iter().any(|r| r[0].starts_with(&format!("{g}:"))), "no {g} row in\n{text}");
+    }
+    for r in &rows {
+        let ratio: f64 = r[4].trim_end_matches('x').parse().unwrap_or_else(|_| panic!("ratio in {r:?}"));
+        assert!(ratio > 0.0, "{r:?}");
+    }
+    let csv = std::fs::read_to_string(out.path().join("report.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(header[header.len() - 2..], ["ratio", "rounds"], "{csv}");
+    // Only the workload names may hold commas (quoted): the ratio is second from the end.
+    let csv_rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(csv_rows.len(), rows.len(), "{csv}");
+    for (r, table_row) in csv_rows.iter().zip(&rows) {
+        let ratio: f64 = r[r.len() - 2].parse().unwrap_or_else(|_| panic!("{r:?}"));
+        let shown: f64 = table_row[4].trim_end_matches('x').parse().unwrap();
+        assert!((ratio - shown).abs() < 0.006, "CSV {ratio} vs table {shown}");
+    }
+    let json = std::fs::read_to_string(out.path().join("report.json")).unwrap();
+    assert!(json.contains("\"results\"") && json.contains("\"commit\""), "{json}");
+    let svg = std::fs::read_to_string(out.path().join("report.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    assert_eq!(svg.matches("<rect").count(), rows.len(), "one bar per workload");
+}
