@@ -342,8 +342,8 @@ print(sum(1 for _ in db.iterator()), db.get(b\"k00012344\")[:12], db.get(b\"k000
 
 /// Checkpoints in the background (a small NVMMIO_CHECKPOINT_AT): random writes, fsyncs, a
 /// truncate, reads checked against a model all along, forks whose children read the file
-/// through the kernel, and two threads writing at once; the file ends byte-identical to the
-/// model, and the checkpoint thread did its part.
+/// through the kernel, and two threads writing while two others read; the file ends
+/// byte-identical to the model, and the checkpoint thread did its part.
 #[test]
 fn background_checkpoints_keep_every_byte() {
     for dir in [shm_dir(), tmp_dir()] {
@@ -386,9 +386,19 @@ def worker(seed, base):
         os.pwrite(fd, data, off)
         with lock:
             model[off:off + 4096] = data
+still = bytes(model[4 << 20:6 << 20])
+bad = []
+def reader(seed):
+    rr = random.Random(seed)
+    for j in range(3000):
+        off = rr.randrange(4 << 20, (6 << 20) - 8192)
+        if os.pread(fd, 8192, off) != still[off - (4 << 20):off - (4 << 20) + 8192]:
+            bad.append(off)
 threads = [threading.Thread(target=worker, args=(s, s << 20)) for s in (1, 3)]
+threads += [threading.Thread(target=reader, args=(s,)) for s in (5, 6)]
 for t in threads: t.start()
 for t in threads: t.join()
+assert not bad, bad[:5]
 assert os.pread(fd, len(model) + 10, 0) == model
 os.close(fd)
 print(hashlib.sha256(model).hexdigest() == hashlib.sha256(open("f", "rb").read()).hexdigest())

@@ -296,6 +296,16 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         self.size
     }
 
+    /// Whether reads can run with the file shared (`&self`) without a system call; else
+    /// [`ManagedFile::prepare_reads`] makes it so.
+    pub fn reads_ready(&self) -> bool {
+        self.data.reads_ready()
+    }
+
+    pub fn prepare_reads(&mut self) -> Result<(), Errno> {
+        self.data.prepare_reads()
+    }
+
     /// Bytes of log in use (for statistics).
     pub fn log_used(&self) -> u64 {
         self.log.used()
@@ -500,6 +510,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
                 Some((f, slot_pos)) => buf.copy_from_slice(f.log.bytes(slot_pos, BLOCK as usize)),
                 // Past the data file's end the block reads as zeros.
                 None => {
+                    self.data.prepare_reads()?;
                     self.data.read_at(block * BLOCK, &mut buf)?;
                 }
             },

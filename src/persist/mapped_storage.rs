@@ -5,8 +5,6 @@
 //! cheap), and remade when the file grows past it. Only bytes below the file's size are ever
 //! touched.
 
-use std::cell::RefCell;
-
 use super::{Mapping, Storage};
 use crate::sys::{self, Errno};
 
@@ -16,7 +14,8 @@ pub struct MappedStorage {
     tmpfs: bool,
     /// The file's size as far as this process made it.
     len: u64,
-    map: RefCell<Option<Mapping>>,
+    /// Changed only through `&mut self`: readers sharing `&self` see a stable mapping.
+    map: Option<Mapping>,
     /// Inside `prepare_bulk`'s ranges (allocated): writes go through the mapping.
     bulk: Vec<(u64, u64)>,
 }
@@ -34,16 +33,16 @@ impl MappedStorage {
 
     /// As [`MappedStorage::new`], with the size and file system already known.
     pub fn with_size(fd: i32, len: u64, tmpfs: bool) -> Self {
-        MappedStorage { fd, tmpfs, len, map: RefCell::new(None), bulk: Vec::new() }
+        MappedStorage { fd, tmpfs, len, map: None, bulk: Vec::new() }
     }
 }
 
 impl MappedStorage {
     /// Makes sure the mapping covers `[0, end)`. It grows in place (mremap): the pages already
     /// mapped stay.
-    fn ensure_mapped(&self, end: usize) -> Result<(), Errno> {
-        let mut map = self.map.borrow_mut();
+    fn ensure_mapped(&mut self, end: usize) -> Result<(), Errno> {
         let size = end.max(self.len as usize).next_power_of_two().max(64 << 10);
+        let map = &mut self.map;
         match map.as_mut() {
             Some(m) if m.len() >= end => {}
             Some(m) => m.grow(size, false)?,
@@ -85,7 +84,7 @@ impl MappedStorage {
 
 impl Drop for MappedStorage {
     fn drop(&mut self) {
-        self.map.get_mut().take();
+        self.map.take();
         sys::close_owned(self.fd);
     }
 }
@@ -106,9 +105,16 @@ impl Storage for MappedStorage {
         }
         let n = (len as u64).min(self.len - offset) as usize;
         let end = offset as usize + n;
-        self.ensure_mapped(end)?;
-        let map = self.map.borrow();
-        sink(&map.as_ref().expect("mapped above").as_slice()[offset as usize..end])?;
+        match &self.map {
+            Some(map) if map.len() >= end => sink(&map.as_slice()[offset as usize..end])?,
+            // Not mapped that far yet (see `Storage::prepare_reads`): read with the kernel.
+            _ => {
+                let mut buf = vec![0u8; n];
+                let got = sys::pread(self.fd, &mut buf, offset)?;
+                sink(&buf[..got])?;
+                return Ok(got);
+            }
+        }
         Ok(n)
     }
 
@@ -126,7 +132,7 @@ impl Storage for MappedStorage {
         }
         // Allocated blocks (prepare_bulk) can take a store through the mapping: no SIGBUS.
         self.ensure_mapped(end as usize)?;
-        let map = self.map.get_mut().as_mut().expect("mapped above");
+        let map = self.map.as_mut().expect("mapped above");
         map.as_mut_slice()[offset as usize..end as usize].copy_from_slice(data);
         Ok(())
     }
@@ -143,7 +149,7 @@ impl Storage for MappedStorage {
             self.allocate_to(end)?;
         }
         self.ensure_mapped(self.len as usize)?;
-        let map = self.map.get_mut().as_mut().expect("mapped above");
+        let map = self.map.as_mut().expect("mapped above");
         if allocated_from < self.len && self.tmpfs {
             // Fresh blocks, about to be stored into: one call maps them all (on tmpfs, where
             // mapping a page costs no read).
@@ -183,6 +189,17 @@ impl Storage for MappedStorage {
             return Ok(());
         }
         sys::fdatasync(self.fd)
+    }
+
+    fn reads_ready(&self) -> bool {
+        self.len == 0 || self.map.as_ref().is_some_and(|m| m.len() as u64 >= self.len)
+    }
+
+    fn prepare_reads(&mut self) -> Result<(), Errno> {
+        if self.len > 0 {
+            self.ensure_mapped(self.len as usize)?;
+        }
+        Ok(())
     }
 
     fn refresh(&mut self) -> Result<u64, Errno> {

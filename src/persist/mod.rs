@@ -106,6 +106,15 @@ pub trait Storage {
         let _ = ranges;
         Ok(())
     }
+    /// Whether reads ([`Storage::with_bytes`]) are served without a system call, e.g. from a
+    /// mapping already set up; if not, [`Storage::prepare_reads`] (which needs `&mut`) sets it
+    /// up. Reads are right either way.
+    fn reads_ready(&self) -> bool {
+        true
+    }
+    fn prepare_reads(&mut self) -> Result<(), Errno> {
+        Ok(())
+    }
     /// Rereads the size after someone else (the kernel, on the program's behalf) changed it.
     fn refresh(&mut self) -> Result<u64, Errno> {
         self.size()

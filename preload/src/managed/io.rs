@@ -126,6 +126,18 @@ pub static SERVED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::
 /// Serves a data call on a managed descriptor; `None` when the kernel should run it (the file
 /// was handed to the kernel, or the call is not a data call).
 pub fn serve(nr: usize, args: [usize; 6], file: &Arc<OpenFile>) -> Option<isize> {
+    if is_read(nr) {
+        // Reads share the file: threads reading at once do not wait for each other.
+        let state = file.inode.read();
+        match &*state {
+            State::Engine(engine) if engine.reads_ready() => {
+                SERVED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return serve_read(nr, args, file, engine);
+            }
+            State::Engine(_) => {}
+            State::Kernel => return None,
+        }
+    }
     let mut state = file.inode.lock();
     let State::Engine(engine) = &mut *state else {
         return None;
@@ -137,8 +149,13 @@ pub fn serve(nr: usize, args: [usize; 6], file: &Arc<OpenFile>) -> Option<isize>
     result
 }
 
-fn serve_engine(nr: usize, args: [usize; 6], file: &Arc<OpenFile>, engine: &mut Engine) -> Option<isize> {
-    SERVED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+/// The calls [`serve_read`] handles.
+fn is_read(nr: usize) -> bool {
+    matches!(nr as i64, libc::SYS_read | libc::SYS_readv | libc::SYS_pread64 | libc::SYS_preadv | libc::SYS_preadv2)
+}
+
+/// Reads, with the engine shared.
+fn serve_read(nr: usize, args: [usize; 6], file: &OpenFile, engine: &Engine) -> Option<isize> {
     let a = args;
     let (single, vector) = (Some((a[1], a[2])), Some((a[1], a[2])));
     Some(match nr as i64 {
@@ -153,6 +170,20 @@ fn serve_engine(nr: usize, args: [usize; 6], file: &Arc<OpenFile>, engine: &mut 
             let at = if a[3] as i64 == -1 { None } else { Some(a[3] as i64) };
             read_at_pos(engine, file, buffers(None, vector), at)
         }
+        _ => return None,
+    })
+}
+
+fn serve_engine(nr: usize, args: [usize; 6], file: &Arc<OpenFile>, engine: &mut Engine) -> Option<isize> {
+    SERVED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if is_read(nr) {
+        // Set up what lets later reads share the file.
+        let _ = engine.prepare_reads();
+        return serve_read(nr, args, file, engine);
+    }
+    let a = args;
+    let (single, vector) = (Some((a[1], a[2])), Some((a[1], a[2])));
+    Some(match nr as i64 {
         libc::SYS_write => write_at_pos(engine, file, buffers(single, None), None, false),
         libc::SYS_writev => write_at_pos(engine, file, buffers(None, vector), None, false),
         libc::SYS_pwrite64 => write_at_pos(engine, file, buffers(single, None), Some(a[3] as i64), false),
@@ -307,7 +338,7 @@ pub fn pull_from_kernel(fd: i32, file: &OpenFile) {
 /// The logical size of a managed file, if (dev, ino) is one.
 fn managed_size(dev: u64, ino: u64) -> Option<u64> {
     let inode = table::find_inode((dev, ino))?;
-    let state = inode.lock();
+    let state = inode.read();
     match &*state {
         State::Engine(engine) => Some(engine.size()),
         State::Kernel => None,

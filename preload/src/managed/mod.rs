@@ -567,7 +567,7 @@ fn open_inode(fd: i32, st: &libc::stat, dir: &str, flags: i32, settings: EngineS
         dir: dir.to_string(),
         log_path,
         spare_path: Mutex::new(spare_path),
-        state: Mutex::new(State::Engine(Box::new(engine))),
+        state: std::sync::RwLock::new(State::Engine(Box::new(engine))),
     }))
 }
 

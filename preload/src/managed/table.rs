@@ -3,7 +3,7 @@
 //! descriptors), and the descriptor numbers that point to them.
 
 use std::sync::atomic::{AtomicI32, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use nvmmio_core::engine::ManagedFile;
 use nvmmio_core::persist::{LogFile, MappedStorage};
@@ -27,12 +27,17 @@ pub struct Inode {
     pub log_path: std::ffi::CString,
     /// The second log's path, once the file has one (background checkpoints).
     pub spare_path: Mutex<Option<std::ffi::CString>>,
-    pub state: Mutex<State>,
+    /// Written by every call that changes the file; shared by reads.
+    pub state: RwLock<State>,
 }
 
 impl Inode {
-    pub fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    pub fn lock(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
