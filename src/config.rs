@@ -29,7 +29,7 @@ pub const ENV_DIRS: &str = "NVMMIO_DIRS";
 /// Largest size one file's log may grow to before it is checkpointed to make room (bytes;
 /// suffixes k, m, g). Default 256m.
 pub const ENV_LOG_MAX: &str = "NVMMIO_LOG_MAX";
-/// Checkpoint after an fsync once a file's log holds this much (bytes; k, m, g). Default 64m.
+/// Checkpoint (in the background) once a file's log holds this much (bytes; k, m, g). Default 8m.
 pub const ENV_CHECKPOINT_AT: &str = "NVMMIO_CHECKPOINT_AT";
 /// Writes past the committed size go straight into the file (no log) from this file offset on
 /// (bytes; k, m, g). Default 64k: smaller files are cheaper to log.
@@ -57,7 +57,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     (ENV_TRACE_TIME, "0: do not show the time spent in each call"),
     (ENV_DIRS, "managed directories (colon-separated): their regular files are served in user space"),
     (ENV_LOG_MAX, "largest log per file before a checkpoint makes room (default 256m)"),
-    (ENV_CHECKPOINT_AT, "checkpoint after fsync once a log holds this much (default 64m)"),
+    (ENV_CHECKPOINT_AT, "checkpoint (in the background) once a log holds this much (default 8m)"),
     (ENV_IN_PLACE_FROM, "writes past the committed size skip the log from this offset on (default 64k)"),
     (ENV_STATS, "1: each process prints what nvmmio served (calls, bytes logged, commits, checkpoints) at exit"),
     (ENV_TEST_PANIC_IN, "for tests: make nvmmio panic on this syscall (reported once, call forwarded)"),

@@ -39,7 +39,7 @@ pub struct EngineSettings {
 
 impl Default for EngineSettings {
     fn default() -> Self {
-        EngineSettings { log_max: 256 << 20, checkpoint_at: 64 << 20, in_place_from: 64 << 10 }
+        EngineSettings { log_max: 256 << 20, checkpoint_at: 8 << 20, in_place_from: 64 << 10 }
     }
 }
 
