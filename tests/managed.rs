@@ -166,6 +166,8 @@ fn data_calls_do_not_reach_the_kernel() {
         .args(["-f", "-c", "-o", "counts.txt", "-E"])
         .arg(format!("LD_PRELOAD={}", library().display()))
         .args(["-E", &format!("NVMMIO_DIRS={}", dir.path().display())])
+        // Room for the whole run in the log: the checkpoint's own writes come at close only.
+        .args(["-E", "NVMMIO_CHECKPOINT_AT=64m"])
         .args(["fio", "--name=rw", "--filename=f.dat", "--size=16M", "--bs=4k", "--rw=randrw", "--ioengine=psync"])
         .args(["--io_size=16M", "--fsync=16", "--output-format=terse"])
         .current_dir(dir.path())
