@@ -239,7 +239,8 @@ pub fn stat(path: &std::ffi::CStr) -> Result<libc::stat, Errno> {
     stat_at(libc::AT_FDCWD, path, 0)
 }
 
-fn stat_at(dirfd: i32, path: &std::ffi::CStr, flags: i32) -> Result<libc::stat, Errno> {
+/// `newfstatat(dirfd, path, flags)`.
+pub fn stat_at(dirfd: i32, path: &std::ffi::CStr, flags: i32) -> Result<libc::stat, Errno> {
     let mut st = std::mem::MaybeUninit::<libc::stat>::zeroed();
     let a = [dirfd as usize, path.as_ptr() as usize, st.as_mut_ptr() as usize, flags as usize, 0, 0];
     plain(libc::SYS_newfstatat, a)?;

@@ -384,6 +384,47 @@ fn write_logical_size(addr: usize, key: (u64, u64), size_at: usize, blocks_at: u
     let _ = usercopy::copy_to_user(addr + blocks_at, &blocks.to_ne_bytes());
 }
 
+/// An open with O_TRUNC of a file this process manages: the engine truncates it first (a
+/// truncate below the committed size commits at once), so that the kernel's O_TRUNC finds it
+/// empty instead of cutting the data file under the log. Only when an open for writing shows
+/// the program may truncate it; otherwise the kernel decides, as before.
+pub fn truncate_before_open(nr: usize, args: [usize; 6]) {
+    let (dirfd, path, flags) = match nr as i64 {
+        libc::SYS_open => (libc::AT_FDCWD, args[0], args[1] as i32),
+        libc::SYS_creat => (libc::AT_FDCWD, args[0], libc::O_TRUNC),
+        libc::SYS_openat => (args[0] as i32, args[1], args[2] as i32),
+        libc::SYS_openat2 => {
+            let mut how = [0u8; 8];
+            if usercopy::copy_from_user(&mut how, args[2]).is_err() {
+                return;
+            }
+            (args[0] as i32, args[1], u64::from_ne_bytes(how) as i32)
+        }
+        _ => return,
+    };
+    if flags & libc::O_TRUNC == 0 {
+        return;
+    }
+    let mut name = [0u8; 4096];
+    let Ok(cpath) = usercopy::copy_cstr_from_user(path, &mut name) else { return };
+    let Ok(st) = sys::stat_at(dirfd, cpath, 0) else { return };
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG || st.st_size == 0 {
+        return;
+    }
+    let Some(inode) = table::find_inode((st.st_dev, st.st_ino)) else { return };
+    if !matches!(&*inode.read(), State::Engine(_)) {
+        return;
+    }
+    let Ok(probe) = sys::openat(dirfd, cpath, libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NONBLOCK, 0) else {
+        return;
+    };
+    let _ = sys::close(probe);
+    let mut state = inode.lock();
+    if let State::Engine(engine) = &mut *state {
+        let _ = engine.truncate(0);
+    }
+}
+
 /// `truncate(path, len)` of a managed file, served by the engine: the kernel must not cut the
 /// data file under the log (committed bytes there may still be needed by a crash). The
 /// permission checks are the kernel's: the file is opened for writing first. `None`: not a

@@ -145,7 +145,12 @@ pub const WATCHED: &[i64] = &[
 pub fn before(nr: usize, args: [usize; 6]) -> Plan {
     let fd0 = args[0] as i32;
     match nr as i64 {
-        libc::SYS_open | libc::SYS_openat | libc::SYS_openat2 | libc::SYS_creat => Plan::KernelThen,
+        libc::SYS_open | libc::SYS_openat | libc::SYS_openat2 | libc::SYS_creat => {
+            if table::any_inode() {
+                io::truncate_before_open(nr, args);
+            }
+            Plan::KernelThen
+        }
         libc::SYS_close => {
             if is_managed_fd(fd0) {
                 release(fd0);
