@@ -214,21 +214,7 @@ fn killed_writers_recover_to_their_last_fsync() {
         let synced: Option<u64> =
             fs::read_to_string(&side).unwrap_or_default().lines().last().map(|l| l.parse().unwrap());
         let data = fs::read(dir.join("data")).unwrap_or_default();
-        assert_eq!(data.len() % 4096, 0, "round {round}: torn size {}", data.len());
-        let records = data.len() / 4096;
-        if let Some(s) = synced {
-            assert!(records as u64 > s, "round {round}: fsynced record {s} lost ({records} records)");
-        }
-        for (i, rec) in data.chunks(4096).enumerate() {
-            let mut expect = [0u8; 4096];
-            let mut sum = 0u32;
-            for (k, byte) in expect.iter_mut().take(4092).enumerate() {
-                *byte = (i as u32).wrapping_mul(131).wrapping_add(k as u32 * 7) as u8;
-                sum = sum.wrapping_mul(31).wrapping_add(*byte as u32);
-            }
-            expect[4092..].copy_from_slice(&sum.to_ne_bytes());
-            assert!(rec == expect, "round {round}: record {i} of {records} torn or wrong (synced {synced:?})");
-        }
+        check_crash_writer_file(&data, synced, &format!("round {round}"));
     }
 }
 

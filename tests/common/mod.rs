@@ -109,3 +109,24 @@ pub fn compile_c(name: &str, dir: &Path) -> PathBuf {
     assert!(out.status.success(), "cc {}: {}", src.display(), String::from_utf8_lossy(&out.stderr));
     exe
 }
+
+/// What tests/programs/crash_writer leaves must hold after recovery: whole 4 KiB records, each
+/// the right pattern (none torn), and at least every record its last fsync covered (`synced`,
+/// the last line of its side file), unless `synced` is None.
+pub fn check_crash_writer_file(data: &[u8], synced: Option<u64>, what: &str) {
+    assert_eq!(data.len() % 4096, 0, "{what}: torn size {}", data.len());
+    let records = data.len() / 4096;
+    if let Some(s) = synced {
+        assert!(records as u64 > s, "{what}: fsynced record {s} lost ({records} records)");
+    }
+    for (i, rec) in data.chunks(4096).enumerate() {
+        let mut expect = [0u8; 4096];
+        let mut sum = 0u32;
+        for (k, byte) in expect.iter_mut().take(4092).enumerate() {
+            *byte = (i as u32).wrapping_mul(131).wrapping_add(k as u32 * 7) as u8;
+            sum = sum.wrapping_mul(31).wrapping_add(*byte as u32);
+        }
+        expect[4092..].copy_from_slice(&sum.to_ne_bytes());
+        assert!(rec == expect, "{what}: record {i} of {records} torn or wrong (synced {synced:?})");
+    }
+}
