@@ -26,6 +26,11 @@ impl LogFile {
         Ok(LogFile { fd, map, pmem, tmpfs })
     }
 
+    /// The log file's inode number (which name it has is the caller's business).
+    pub fn inode(&self) -> Result<u64, Errno> {
+        Ok(sys::fstat(self.fd)?.st_ino)
+    }
+
     /// Whether the log is on tmpfs.
     pub fn is_tmpfs(&self) -> bool {
         self.tmpfs

@@ -598,8 +598,15 @@ fn finish_inode(inode: &Inode) {
         // If the log cannot be applied it stays where it is, for recovery.
         if let Ok((storage, log, spare)) = engine.into_parts() {
             drop(storage);
-            release_log(&inode.dir, log, &inode.log_path);
             let spare_path = inode.spare_path.lock().unwrap_or_else(|p| p.into_inner()).take();
+            // Background checkpoints swap the two logs' roles: the log in use may be the file
+            // named `.log2`. Each goes back to the pool under its own file's name.
+            let main_ino = sys::stat(&inode.log_path).ok().map(|st| st.st_ino);
+            let (log_path, spare_path) = match spare_path {
+                Some(second) if log.inode().ok() != main_ino => (second, Some(inode.log_path.clone())),
+                second => (inode.log_path.clone(), second),
+            };
+            release_log(&inode.dir, log, &log_path);
             if let (Some(spare), Some(path)) = (spare, spare_path) {
                 release_log(&inode.dir, spare, &path);
             }
