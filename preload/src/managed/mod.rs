@@ -460,23 +460,17 @@ fn acquire_log(dir: &str, key: (u64, u64), kind: LogKind) -> Result<(LogFile, CS
         }
     }
     let _ = sys::mkdir(&cstring(meta)?, 0o700);
-    let fd = reserved_fd::reserve(sys::openat(
-        libc::AT_FDCWD,
-        &target,
-        libc::O_RDWR | libc::O_CREAT | libc::O_CLOEXEC,
-        0o600,
-    )?)?;
-    if let Err(e) = sys::flock(fd, libc::LOCK_EX | libc::LOCK_NB) {
+    open_locked_log(&target, libc::O_CREAT).map(|log| (log, target))
+}
+
+/// Opens the log file at `path` (`extra` open flags), locks it for this process and maps it.
+fn open_locked_log(path: &CString, extra: i32) -> Result<LogFile, Errno> {
+    let fd = reserved_fd::reserve(sys::openat(libc::AT_FDCWD, path, libc::O_RDWR | libc::O_CLOEXEC | extra, 0o600)?)?;
+    let log = sys::flock(fd, libc::LOCK_EX | libc::LOCK_NB).and_then(|()| LogFile::open(fd, 64 << 10));
+    if log.is_err() {
         reserved_fd::release_and_close(fd);
-        return Err(e);
     }
-    match LogFile::open(fd, 64 << 10) {
-        Ok(log) => Ok((log, target)),
-        Err(e) => {
-            reserved_fd::release_and_close(fd);
-            Err(e)
-        }
-    }
+    log
 }
 
 /// A file's first log, or its second (background checkpoints).
@@ -495,18 +489,7 @@ fn log_path(dir: &str, key: (u64, u64), kind: LogKind) -> Result<CString, Errno>
 /// A second log that a crash left for this file, opened and locked (recovery needs it).
 fn leftover_second_log(dir: &str, key: (u64, u64)) -> Option<(LogFile, CString)> {
     let path = log_path(dir, key, LogKind::Second).ok()?;
-    let fd = reserved_fd::reserve(sys::openat(libc::AT_FDCWD, &path, libc::O_RDWR | libc::O_CLOEXEC, 0).ok()?).ok()?;
-    if sys::flock(fd, libc::LOCK_EX | libc::LOCK_NB).is_err() {
-        reserved_fd::release_and_close(fd);
-        return None;
-    }
-    match LogFile::open(fd, 64 << 10) {
-        Ok(log) => Some((log, path)),
-        Err(_) => {
-            reserved_fd::release_and_close(fd);
-            None
-        }
-    }
+    open_locked_log(&path, 0).ok().map(|log| (log, path))
 }
 
 /// An emptied log goes back to the pool under a pool name (or away, if the pool is full).
