@@ -405,16 +405,15 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         let end = offset.checked_add(len as u64).filter(|&e| e <= i64::MAX as u64).ok_or(Errno(libc::EFBIG))?;
         let (first, last) = (offset / BLOCK, (end - 1) / BLOCK);
         // Make room for every new slot first, so the write cannot fail half-way for lack of it.
-        // A checkpoint changes what needs a slot: count again after one.
+        // A checkpoint (a new log generation) changes what needs a slot: count again after one.
         let needed = |f: &Self| {
             (first..=last).filter(|&b| f.needs_new_slot(b, offset.max(b * BLOCK))).count() as u64
                 * (BLOCK + RECORD_HEADER_LEN)
         };
-        let bytes = needed(self);
-        self.make_room(bytes)?;
-        let bytes_now = needed(self);
-        if bytes_now > bytes {
-            self.make_room(bytes_now)?;
+        let generation = self.log.generation();
+        self.make_room(needed(self))?;
+        if self.log.generation() != generation {
+            self.make_room(needed(self))?;
         }
         let mut done = 0usize;
         let mut block = first;
@@ -769,10 +768,8 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
     /// Checkpoints and gives back the data file, the (now empty) log medium, which no longer
     /// describes the file (no base size: it may be reused for another), and the spare.
     pub fn into_parts(mut self) -> Result<(S, M, Option<M>), Errno> {
+        // The checkpoint also cut the room kept for appends.
         self.checkpoint()?;
-        if self.data.size()? != self.size {
-            self.data.set_len(self.size)?;
-        }
         self.log.reset(None)?;
         Ok((self.data, self.log.into_medium(), self.spare))
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use nvmmio_core::engine::Piece;
 use nvmmio_core::sys::{self, Errno};
 
-use super::table::{self, Engine, OpenFile, State};
+use super::table::{self, Engine, Inode, OpenFile, State};
 use crate::usercopy;
 
 /// The kernel's largest single transfer (MAX_RW_COUNT).
@@ -405,24 +405,34 @@ pub fn truncate_before_open(nr: usize, args: [usize; 6]) {
     if flags & libc::O_TRUNC == 0 {
         return;
     }
-    let mut name = [0u8; 4096];
-    let Ok(cpath) = usercopy::copy_cstr_from_user(path, &mut name) else { return };
-    let Ok(st) = sys::stat_at(dirfd, cpath, 0) else { return };
-    if st.st_mode & libc::S_IFMT != libc::S_IFREG || st.st_size == 0 {
+    let Some((inode, size, writable)) = managed_by_path(dirfd, path) else { return };
+    if size == 0 || writable.is_err() {
         return;
     }
-    let Some(inode) = table::find_inode((st.st_dev, st.st_ino)) else { return };
-    if !matches!(&*inode.read(), State::Engine(_)) {
-        return;
-    }
-    let Ok(probe) = sys::openat(dirfd, cpath, libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NONBLOCK, 0) else {
-        return;
-    };
-    let _ = sys::close(probe);
     let mut state = inode.lock();
     if let State::Engine(engine) = &mut *state {
         let _ = engine.truncate(0);
     }
+}
+
+/// The file this process manages that the program's path string at `path` (relative to
+/// `dirfd`) names, if any, with its size as the kernel has it and whether the program may
+/// write it (an open for writing makes the kernel's permission checks).
+fn managed_by_path(dirfd: i32, path: usize) -> Option<(Arc<Inode>, u64, Result<(), Errno>)> {
+    let mut name = [0u8; 4096];
+    let cpath = usercopy::copy_cstr_from_user(path, &mut name).ok()?;
+    let st = sys::stat_at(dirfd, cpath, 0).ok()?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return None;
+    }
+    let inode = table::find_inode((st.st_dev, st.st_ino))?;
+    if !matches!(&*inode.read(), State::Engine(_)) {
+        return None;
+    }
+    let writable = sys::openat(dirfd, cpath, libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NONBLOCK, 0).map(|fd| {
+        let _ = sys::close(fd);
+    });
+    Some((inode, st.st_size as u64, writable))
 }
 
 /// `truncate(path, len)` of a managed file, served by the engine: the kernel must not cut the
@@ -430,21 +440,13 @@ pub fn truncate_before_open(nr: usize, args: [usize; 6]) {
 /// permission checks are the kernel's: the file is opened for writing first. `None`: not a
 /// managed file, the kernel runs the call.
 pub fn truncate_by_path(path: usize, len: i64) -> Option<isize> {
-    let mut name = [0u8; 4096];
-    let cpath = usercopy::copy_cstr_from_user(path, &mut name).ok()?;
-    let st = sys::stat(cpath).ok()?;
-    let inode = table::find_inode((st.st_dev, st.st_ino))?;
-    if !matches!(&*inode.lock(), State::Engine(_)) {
-        return None;
-    }
+    let (inode, _, writable) = managed_by_path(libc::AT_FDCWD, path)?;
     if len < 0 {
         return Some(err(libc::EINVAL));
     }
-    let fd = match sys::open(cpath, libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NONBLOCK, 0) {
-        Ok(fd) => fd,
-        Err(e) => return Some(e.to_raw()),
-    };
-    let _ = sys::close(fd);
+    if let Err(e) = writable {
+        return Some(e.to_raw());
+    }
     let mut state = inode.lock();
     let State::Engine(engine) = &mut *state else { return None };
     Some(match engine.truncate(len as u64) {
