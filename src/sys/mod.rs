@@ -8,6 +8,7 @@
 //! from Rust references of the right size and lifetime; nothing else here dereferences memory.
 #![allow(unsafe_code)]
 
+pub mod ipc;
 mod raw;
 
 pub use raw::{syscall6, syscall6_cancellable};
@@ -47,6 +48,16 @@ fn plain(nr: i64, a: [usize; 6]) -> Result<usize, Errno> {
 
 pub fn getpid() -> i32 {
     plain(libc::SYS_getpid, [0; 6]).unwrap_or(0) as i32
+}
+
+/// Whether process `pid` exists (`kill(pid, 0)`; EPERM means it does, owned by another user).
+pub fn process_exists(pid: i32) -> bool {
+    !matches!(plain(libc::SYS_kill, [pid as usize, 0, 0, 0, 0, 0]), Err(Errno(libc::ESRCH)))
+}
+
+/// Sleeps for `ms` milliseconds (a signal may end it early).
+pub fn sleep_ms(ms: u32) {
+    let _ = plain(libc::SYS_poll, [0, 0, ms as usize, 0, 0, 0]);
 }
 
 pub fn gettid() -> i32 {

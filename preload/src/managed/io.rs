@@ -378,7 +378,7 @@ pub fn patch_statx(addr: usize) {
 /// If `key` is a managed file, stores its logical size (and at least as many 512-byte blocks as
 /// that needs) into the stat structure at `addr`.
 fn write_logical_size(addr: usize, key: (u64, u64), size_at: usize, blocks_at: usize, blocks: u64) {
-    let Some(size) = managed_size(key.0, key.1) else { return };
+    let Some(size) = managed_size(key.0, key.1).or_else(|| super::size_elsewhere(key)) else { return };
     let blocks = blocks.max(size.div_ceil(512));
     let _ = usercopy::copy_to_user(addr + size_at, &size.to_ne_bytes());
     let _ = usercopy::copy_to_user(addr + blocks_at, &blocks.to_ne_bytes());
@@ -416,7 +416,7 @@ pub fn truncate_before_open(nr: usize, args: [usize; 6]) {
 }
 
 /// The file this process manages that the program's path string at `path` (relative to
-/// `dirfd`) names, if any, with its size as the kernel has it and whether the program may
+/// `dirfd`) names, if any (one another process manages is handed to the kernel first), with its size as the kernel has it and whether the program may
 /// write it (an open for writing makes the kernel's permission checks).
 fn managed_by_path(dirfd: i32, path: usize) -> Option<(Arc<Inode>, u64, Result<(), Errno>)> {
     let mut name = [0u8; 4096];
@@ -425,7 +425,11 @@ fn managed_by_path(dirfd: i32, path: usize) -> Option<(Arc<Inode>, u64, Result<(
     if st.st_mode & libc::S_IFMT != libc::S_IFREG {
         return None;
     }
-    let inode = table::find_inode((st.st_dev, st.st_ino))?;
+    let Some(inode) = table::find_inode((st.st_dev, st.st_ino)) else {
+        // Served by another process? It hands the file to the kernel, which then truncates it.
+        super::hand_over_elsewhere((st.st_dev, st.st_ino));
+        return None;
+    };
     if !matches!(&*inode.read(), State::Engine(_)) {
         return None;
     }

@@ -14,6 +14,7 @@
 
 mod background;
 mod io;
+mod share;
 pub mod table;
 
 use std::ffi::CString;
@@ -31,6 +32,8 @@ use table::{Inode, OpenFile, State};
 
 struct Config {
     dirs: Vec<String>,
+    /// The device of each directory in `dirs`.
+    devs: Vec<u64>,
     engine: EngineSettings,
     /// Where the exit summary goes: a copy of stderr taken at start-up (programs often close
     /// their own stderr before exiting), or -1 for none.
@@ -86,7 +89,8 @@ pub fn init(settings: &Settings) -> bool {
     sys::set_close_hook(reserved_fd::unreserve);
     crate::ffi::at_fork(fork_prepare, fork_parent, fork_child);
     let stats_fd = if settings.stats { reserved_fd::reserve_copy(2).unwrap_or(-1) } else { -1 };
-    CONFIG.set(Config { dirs, engine: settings.engine, stats_fd }).is_ok()
+    let devs = dirs.iter().map(|d| cstring(d.clone()).and_then(|c| sys::stat(&c)).map_or(0, |st| st.st_dev)).collect();
+    CONFIG.set(Config { dirs, devs, engine: settings.engine, stats_fd }).is_ok()
 }
 
 pub fn active() -> bool {
@@ -146,9 +150,7 @@ pub fn before(nr: usize, args: [usize; 6]) -> Plan {
     let fd0 = args[0] as i32;
     match nr as i64 {
         libc::SYS_open | libc::SYS_openat | libc::SYS_openat2 | libc::SYS_creat => {
-            if table::any_inode() {
-                io::truncate_before_open(nr, args);
-            }
+            io::truncate_before_open(nr, args);
             Plan::KernelThen
         }
         libc::SYS_close => {
@@ -183,14 +185,10 @@ pub fn before(nr: usize, args: [usize; 6]) -> Plan {
             libc::F_DUPFD | libc::F_DUPFD_CLOEXEC | libc::F_SETFL => Plan::KernelThen,
             _ => Plan::Kernel,
         },
-        // Only managed files need their size corrected or their truncation logged: with none
-        // open, these stay the kernel's alone.
-        libc::SYS_stat | libc::SYS_lstat | libc::SYS_newfstatat | libc::SYS_statx | libc::SYS_fstat
-            if table::any_inode() =>
-        {
-            Plan::KernelThen
-        }
-        libc::SYS_truncate if table::any_inode() => match io::truncate_by_path(args[0], args[1] as i64) {
+        // A managed file's size is corrected: this process's, or another's (see `share`).
+        libc::SYS_fstat if is_managed_fd(fd0) => Plan::KernelThen,
+        libc::SYS_stat | libc::SYS_lstat | libc::SYS_newfstatat | libc::SYS_statx => Plan::KernelThen,
+        libc::SYS_truncate => match io::truncate_by_path(args[0], args[1] as i64) {
             Some(result) => Plan::Served(result),
             None => Plan::Kernel,
         },
@@ -219,6 +217,7 @@ pub fn before(nr: usize, args: [usize; 6]) -> Plan {
                 release(fd);
             }
             drain_pool();
+            share::at_exit();
             Plan::Kernel
         }
         // vfork and posix_spawn: the child borrows our memory and will exec; the kernel must
@@ -232,6 +231,7 @@ pub fn before(nr: usize, args: [usize; 6]) -> Plan {
                 release(fd);
             }
             drain_pool();
+            share::at_exit();
             print_stats();
             Plan::Kernel
         }
@@ -312,6 +312,7 @@ pub fn after(nr: usize, args: [usize; 6], result: isize) {
 
 /// Locks held across a fork (see [`table::hold`]).
 struct ForkHold {
+    _opening: std::sync::MutexGuard<'static, ()>,
     _tables: table::TablesHeld,
     _pool: std::sync::MutexGuard<'static, Vec<PooledLog>>,
     queue: background::QueueHeld,
@@ -324,16 +325,20 @@ thread_local! {
 
 /// glibc's fork runs these handlers (pthread_atfork) *before* it takes malloc's locks for the
 /// fork and after it releases them: the only place where a fork can be prepared with code that
-/// allocates (a checkpoint does). The prepare handler checkpoints every file and hands offsets
-/// to the kernel, then holds the tables' locks across the fork, so the child never inherits one
-/// held by another thread.
+/// allocates (a checkpoint does). Parent and child share every open file description (and so
+/// the offsets) after a fork, as two processes sharing a file: the prepare handler hands every
+/// file to the kernel, then holds the tables' locks (and every file's) across the fork, so the
+/// child never inherits one held by another thread.
 extern "C" fn fork_prepare() {
     let Some(_inside) = crate::guard::enter() else { return };
-    checkpoint_all(true);
+    let opening = OPENING.lock().unwrap_or_else(|p| p.into_inner());
+    for inode in table::all_inodes() {
+        hand_to_kernel(&inode);
+    }
     let tables = table::hold();
     let pool = POOL.lock().unwrap_or_else(|p| p.into_inner());
     let queue = background::hold();
-    FORK_HOLD.with(|h| *h.borrow_mut() = Some(ForkHold { _tables: tables, _pool: pool, queue }));
+    FORK_HOLD.with(|h| *h.borrow_mut() = Some(ForkHold { _opening: opening, _tables: tables, _pool: pool, queue }));
 }
 
 extern "C" fn fork_parent() {
@@ -341,17 +346,18 @@ extern "C" fn fork_parent() {
     FORK_HOLD.with(|h| h.borrow_mut().take());
 }
 
-/// The child: the files it inherited are the kernel's (the parent checkpointed them), and the
-/// pooled logs are the parent's (their locks are shared with it).
+/// The child: the files it inherited are the kernel's (the parent handed them over), and the
+/// pooled logs are the parent's (their locks are shared with it). It joins each file's users
+/// with lock descriptions of its own.
 extern "C" fn fork_child() {
     let Some(_inside) = crate::guard::enter() else { return };
     if let Some(held) = FORK_HOLD.with(|h| h.borrow_mut().take()) {
-        let ForkHold { _tables, _pool, queue } = held;
-        drop((_tables, _pool));
+        let ForkHold { _opening, _tables, _pool, queue } = held;
+        drop((_opening, _tables, _pool));
         background::forget_in_child(queue);
     }
-    table::clear();
     std::mem::take(&mut *POOL.lock().unwrap_or_else(|p| p.into_inner()));
+    share::after_fork_in_child(&table::all_inodes());
 }
 
 /// The exit summary (NVMMIO_STATS=1), on stderr.
@@ -366,6 +372,24 @@ fn print_stats() {
     let _ = sys::write_all(fd, line.as_bytes());
 }
 
+/// The logical size of file `key` if another process serves it with the engine.
+fn size_elsewhere(key: (u64, u64)) -> Option<u64> {
+    let config = CONFIG.get()?;
+    let mut dirs = config.dirs.iter().zip(&config.devs);
+    dirs.find_map(|(dir, &dev)| if dev == key.0 { share::size_elsewhere(dir, key) } else { None })
+}
+
+/// If another process serves file `key` with the engine, asks it to hand the file to the
+/// kernel (before a truncate by path or an O_TRUNC open here).
+fn hand_over_elsewhere(key: (u64, u64)) {
+    let Some(config) = CONFIG.get() else { return };
+    for (dir, &dev) in config.dirs.iter().zip(&config.devs) {
+        if dev == key.0 {
+            share::hand_over_elsewhere(dir, key);
+        }
+    }
+}
+
 /// Registers a new descriptor if it is a regular file in a managed directory.
 fn opened(fd: i32, flags: i32) {
     let Some(config) = CONFIG.get() else { return };
@@ -377,6 +401,9 @@ fn opened(fd: i32, flags: i32) {
         return;
     }
     let key = (st.st_dev, st.st_ino);
+    // One thread at a time decides how a file is served (two threads opening a new file at once
+    // must not both set it up).
+    let _opening = OPENING.lock().unwrap_or_else(|p| p.into_inner());
     let inode = match table::find_inode(key) {
         Some(inode) => {
             if flags & libc::O_TRUNC != 0 {
@@ -390,12 +417,25 @@ fn opened(fd: i32, flags: i32) {
             let Some(dir) = managed_dir_of(fd, config) else {
                 return;
             };
-            match open_inode(fd, &st, dir, flags, config.engine) {
-                Ok(inode) => {
+            match share::join(dir, key) {
+                Ok(share::Role::Owner) => match open_inode(fd, &st, dir, flags, config.engine) {
+                    Ok(inode) => {
+                        table::add_inode(inode.clone());
+                        share::settle(dir, key);
+                        inode
+                    }
+                    // It cannot be reopened, or its log is busy: the kernel serves it.
+                    Err(_) => {
+                        share::leave(dir, key, true);
+                        return;
+                    }
+                },
+                // Other processes have it open: the kernel serves it here too.
+                Ok(share::Role::Kernel) => {
+                    let inode = Arc::new(Inode::served_by_kernel(key, dir));
                     table::add_inode(inode.clone());
                     inode
                 }
-                // Another process manages it, or it cannot be reopened: the kernel serves it.
                 Err(_) => return,
             }
         }
@@ -571,7 +611,11 @@ fn release(fd: i32) {
     }
     table::remove_inode(&inode);
     finish_inode(&inode);
+    share::leave(&inode.dir, inode.key, true);
 }
+
+/// Held while a newly opened file is looked up and set up.
+static OPENING: Mutex<()> = Mutex::new(());
 
 /// Applies a file's log and gives the log back to the pool; the file is the kernel's from then
 /// on.
@@ -614,7 +658,8 @@ pub fn start_background_checkpoint(inode: &Arc<Inode>, engine: &mut table::Engin
     }
 }
 
-/// The program maps the file: from now on the kernel serves it, with every offset handed over.
+/// The program maps the file, or shares it with another process: from now on the kernel
+/// serves it here, with every offset handed over.
 fn hand_to_kernel(inode: &Arc<Inode>) {
     for (fd, file) in table::all_fds() {
         if Arc::ptr_eq(&file.inode, inode) {
@@ -622,6 +667,7 @@ fn hand_to_kernel(inode: &Arc<Inode>) {
         }
     }
     finish_inode(inode);
+    share::leave(&inode.dir, inode.key, false);
 }
 
 /// Checkpoints the files behind `fds` and hands their offsets to the kernel, which then runs

@@ -32,6 +32,17 @@ pub struct Inode {
 }
 
 impl Inode {
+    /// A file this process has open while other processes do too: the kernel serves it.
+    pub fn served_by_kernel(key: (u64, u64), dir: &str) -> Inode {
+        Inode {
+            key,
+            dir: dir.to_string(),
+            log_path: std::ffi::CString::default(),
+            spare_path: Mutex::new(None),
+            state: RwLock::new(State::Kernel),
+        }
+    }
+
     pub fn lock(&self) -> RwLockWriteGuard<'_, State> {
         self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -102,13 +113,6 @@ pub fn inode_in_use(inode: &Arc<Inode>) -> bool {
     fds.iter().flatten().any(|f| Arc::ptr_eq(&f.inode, inode))
 }
 
-/// Files currently managed, readable without a lock (most stat calls then need nothing else).
-static INODE_COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
-pub fn any_inode() -> bool {
-    INODE_COUNT.load(Relaxed) > 0
-}
-
 pub fn find_inode(key: (u64, u64)) -> Option<Arc<Inode>> {
     INODES.lock().unwrap_or_else(|p| p.into_inner()).iter().find(|i| i.key == key).cloned()
 }
@@ -116,22 +120,21 @@ pub fn find_inode(key: (u64, u64)) -> Option<Arc<Inode>> {
 pub fn add_inode(inode: Arc<Inode>) {
     let mut inodes = INODES.lock().unwrap_or_else(|p| p.into_inner());
     inodes.push(inode);
-    INODE_COUNT.store(inodes.len(), Relaxed);
 }
 
 pub fn remove_inode(inode: &Arc<Inode>) {
     let mut inodes = INODES.lock().unwrap_or_else(|p| p.into_inner());
     inodes.retain(|i| !Arc::ptr_eq(i, inode));
-    INODE_COUNT.store(inodes.len(), Relaxed);
 }
 
 pub fn all_inodes() -> Vec<Arc<Inode>> {
     INODES.lock().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
-/// The tables' locks, held across a fork so that the child never inherits one locked by
-/// another thread (it would wait forever).
+/// The tables' locks and every file's, held across a fork so that the child never inherits
+/// one locked by another thread (it would wait forever).
 pub struct TablesHeld {
+    _files: Vec<RwLockWriteGuard<'static, State>>,
     _fds: std::sync::RwLockWriteGuard<'static, Vec<Option<Arc<OpenFile>>>>,
     _inodes: MutexGuard<'static, Vec<Arc<Inode>>>,
 }
@@ -139,17 +142,14 @@ pub struct TablesHeld {
 pub fn hold() -> TablesHeld {
     let fds = FDS.write().unwrap_or_else(|p| p.into_inner());
     let inodes = INODES.lock().unwrap_or_else(|p| p.into_inner());
-    TablesHeld { _fds: fds, _inodes: inodes }
-}
-
-/// Forgets everything (a forked child hands its files to the kernel).
-pub fn clear() {
-    let mut fds = FDS.write().unwrap_or_else(|p| p.into_inner());
-    for (i, f) in fds.iter_mut().enumerate() {
-        if f.take().is_some() {
-            super::mark(i as i32, false);
-        }
-    }
-    INODES.lock().unwrap_or_else(|p| p.into_inner()).clear();
-    INODE_COUNT.store(0, Relaxed);
+    // A guard must outlive the fork, so each file it locks is kept alive for good: a few
+    // bytes per open file and fork, for a guard the borrow checker can see is sound.
+    let files = inodes
+        .iter()
+        .map(|inode| {
+            let kept: &'static Arc<Inode> = Box::leak(Box::new(inode.clone()));
+            kept.lock()
+        })
+        .collect();
+    TablesHeld { _files: files, _fds: fds, _inodes: inodes }
 }
