@@ -82,10 +82,22 @@ impl MappedStorage {
     }
 }
 
+impl MappedStorage {
+    /// Unmaps the file and hands its descriptor to the caller instead of closing it: closing
+    /// any descriptor of a file drops every POSIX record lock the process holds on it, so one
+    /// must stay open while the program may hold such locks (SQLite does).
+    pub fn into_fd(mut self) -> i32 {
+        self.map.take();
+        std::mem::replace(&mut self.fd, -1)
+    }
+}
+
 impl Drop for MappedStorage {
     fn drop(&mut self) {
         self.map.take();
-        sys::close_owned(self.fd);
+        if self.fd >= 0 {
+            sys::close_owned(self.fd);
+        }
     }
 }
 

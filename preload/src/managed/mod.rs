@@ -596,6 +596,7 @@ fn open_inode(fd: i32, st: &libc::stat, dir: &str, flags: i32, settings: EngineS
         log_path,
         spare_path: Mutex::new(spare_path),
         state: std::sync::RwLock::new(State::Engine(Box::new(engine))),
+        parked_fd: std::sync::atomic::AtomicI32::new(-1),
     }))
 }
 
@@ -611,6 +612,7 @@ fn release(fd: i32) {
     }
     table::remove_inode(&inode);
     finish_inode(&inode);
+    inode.close_parked();
     share::leave(&inode.dir, inode.key, true);
 }
 
@@ -624,7 +626,8 @@ fn finish_inode(inode: &Inode) {
     if let State::Engine(engine) = std::mem::replace(&mut *state, State::Kernel) {
         // If the log cannot be applied it stays where it is, for recovery.
         if let Ok((storage, log, spare)) = engine.into_parts() {
-            drop(storage);
+            // The program may hold record locks on the file (closing it would drop them).
+            inode.parked_fd.store(storage.into_fd(), Relaxed);
             let spare_path = inode.spare_path.lock().unwrap_or_else(|p| p.into_inner()).take();
             // Background checkpoints swap the two logs' roles: the log in use may be the file
             // named `.log2`. Each goes back to the pool under its own file's name.

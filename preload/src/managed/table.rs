@@ -29,6 +29,11 @@ pub struct Inode {
     pub spare_path: Mutex<Option<std::ffi::CString>>,
     /// Written by every call that changes the file; shared by reads.
     pub state: RwLock<State>,
+    /// The engine's descriptor of the data file after the kernel took the file over, kept open
+    /// until the program's last descriptor closes (see [`MappedStorage::into_fd`]), or -1.
+    ///
+    /// [`MappedStorage::into_fd`]: nvmmio_core::persist::MappedStorage::into_fd
+    pub parked_fd: AtomicI32,
 }
 
 impl Inode {
@@ -40,6 +45,15 @@ impl Inode {
             log_path: std::ffi::CString::default(),
             spare_path: Mutex::new(None),
             state: RwLock::new(State::Kernel),
+            parked_fd: AtomicI32::new(-1),
+        }
+    }
+
+    /// Closes the parked data descriptor (the program is closing its last one).
+    pub fn close_parked(&self) {
+        let fd = self.parked_fd.swap(-1, Relaxed);
+        if fd >= 0 {
+            crate::reserved_fd::release_and_close(fd);
         }
     }
 
