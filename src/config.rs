@@ -58,7 +58,10 @@ pub const VARIABLES: &[(&str, &str)] = &[
     (ENV_DIRS, "managed directories (colon-separated): their regular files are served in user space"),
     (ENV_LOG_MAX, "largest log per file before a checkpoint makes room (default 256m)"),
     (ENV_CHECKPOINT_AT, "checkpoint (in the background) once a log holds this much (default 8m)"),
-    (ENV_IN_PLACE_FROM, "writes past the committed size skip the log from this offset on (default 64k)"),
+    (
+        ENV_IN_PLACE_FROM,
+        "writes past the committed size skip the log from this offset on (default 64k; on disks only when set)",
+    ),
     (ENV_STATS, "1: each process prints what nvmmio served (calls, bytes logged, commits, checkpoints) at exit"),
     (ENV_TEST_PANIC_IN, "for tests: make nvmmio panic on this syscall (reported once, call forwarded)"),
     (ENV_LIB, "path of libnvmmio.so for `nvmmio run`/`trace` (default: next to the nvmmio binary)"),
@@ -98,6 +101,10 @@ pub struct Settings {
     /// Print the exit summary.
     pub stats: bool,
     pub engine: EngineSettings,
+    /// [`ENV_IN_PLACE_FROM`] was given: writes go in place on disks too. By default they do
+    /// only where syncing the data file is free or cheap (tmpfs, persistent memory): on a disk a
+    /// commit would flush the data file as well as the log.
+    pub in_place_on_disks: bool,
 }
 
 /// Settings read straight from the environment, for the CLI.
@@ -175,6 +182,7 @@ impl Settings {
             dirs,
             stats: flag(ENV_STATS),
             engine,
+            in_place_on_disks: nonempty(ENV_IN_PLACE_FROM).is_some(),
             trace: TraceSettings {
                 output: nonempty(ENV_TRACE_OUTPUT),
                 per_process: flag(ENV_TRACE_PER_PROCESS),

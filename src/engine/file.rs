@@ -231,7 +231,6 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         let second = second.map(|m| Log::open(m, settings.log_max)).transpose()?;
         let mut recovered = Recovered::default();
         let mut work = false;
-        let primary_needs_base = first.base_size.is_none();
         let mut logs: Vec<&Opened<M>> = std::iter::once(&first).chain(second.as_ref()).collect();
         logs.sort_by_key(|o| o.log.generation());
         let mut final_size = None;
@@ -261,12 +260,12 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
             }
             None => None,
         };
-        if work || primary_needs_base {
-            // Record the size a crash must come back to (also for a new or reused log).
-            let size = data.size()?;
-            let after = after.max(log.generation());
-            log = Log::create(log.into_medium(), settings.log_max, Some(size), after)?;
-        }
+        // Record the size a crash must come back to, in a new generation: records an earlier
+        // use left past the last commit are void from now on (a commit's single flush relies on
+        // it, see `engine::log`).
+        let size = data.size()?;
+        let after = after.max(log.generation());
+        log = Log::create(log.into_medium(), settings.log_max, Some(size), after)?;
         let mut file = Self::with_log(data, log, settings)?;
         file.spare = spare;
         Ok((file, recovered))

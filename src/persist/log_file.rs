@@ -1,5 +1,9 @@
-//! A log kept in a memory-mapped file: libpmem's flush and drain on persistent memory, msync
-//! elsewhere.
+//! A log kept in a file: memory-mapped, with libpmem's flush and drain, on persistent memory;
+//! memory-mapped on tmpfs (where there is nothing to flush); on a disk, an image in private
+//! memory whose flushed ranges are written with `pwrite` and `fdatasync`. On ext4, stores
+//! through a shared mapping make every msync several times dearer than the same bytes
+//! written with `pwrite` into blocks already written once (measured: ~400 us against ~106 us a
+//! 4 KiB commit), which is why the log's blocks are also zeroed when they are allocated.
 
 use super::{pmem, Mapping, Medium};
 use crate::sys::{self, Errno};
@@ -7,23 +11,37 @@ use crate::sys::{self, Errno};
 pub struct LogFile {
     fd: i32,
     map: Mapping,
+    /// The log's length: the file's exact size (a log cut short by damage must not read as
+    /// padded with zeros, which a record checked by its header alone would take for data).
+    len: u64,
     /// Stores, flushes and fences go through libpmem.
     pmem: bool,
     /// On tmpfs without pmem: memory is all there is, msync has nothing to do.
     tmpfs: bool,
+    /// On a disk: `map` is private memory, written to the file at each flush.
+    disk: bool,
 }
 
 impl LogFile {
     /// Maps `fd` (a log file nvmmio owns), allocating at least `min_len` bytes of it.
     pub fn open(fd: i32, min_len: u64) -> Result<LogFile, Errno> {
-        let len = sys::file_size(fd)?.max(min_len).next_multiple_of(4096);
-        sys::fallocate(fd, 0, len)?;
+        let existing = sys::file_size(fd)?;
+        // A new log gets `min_len` bytes; an existing one keeps its size until it grows.
+        let len = if existing == 0 { min_len.next_multiple_of(4096) } else { existing };
         let tmpfs = sys::on_tmpfs(fd);
+        allocate(fd, existing, len, tmpfs)?;
         // tmpfs is never DAX: no MAP_SYNC attempt there.
         // The log's blocks are allocated (fallocate): populating only maps them.
-        let map = Mapping::map(fd, len as usize, !tmpfs, true)?;
+        let mapped_len = len.next_multiple_of(4096) as usize;
+        let mut map = Mapping::map(fd, mapped_len, !tmpfs, tmpfs)?;
         let pmem = map.is_sync() || pmem::is_pmem(map.as_slice());
-        Ok(LogFile { fd, map, pmem, tmpfs })
+        let disk = !tmpfs && !pmem;
+        if disk {
+            let mut image = Mapping::anonymous(mapped_len)?;
+            image.as_mut_slice()[..len as usize].copy_from_slice(&map.as_slice()[..len as usize]);
+            map = image;
+        }
+        Ok(LogFile { fd, map, len, pmem, tmpfs, disk })
     }
 
     /// The log file's inode number (which name it has is the caller's business).
@@ -36,10 +54,34 @@ impl LogFile {
         self.tmpfs
     }
 
+    /// Whether the log is on a disk (neither tmpfs nor persistent memory).
+    pub fn is_disk(&self) -> bool {
+        self.disk
+    }
+
     /// Whether the log is on (or forced to be treated as) persistent memory.
     pub fn is_pmem(&self) -> bool {
         self.pmem
     }
+}
+
+/// Allocates the log file's bytes `from..to`. On a disk they are also written (zeros) and
+/// synced once: a block allocated but never written is an *unwritten* extent, whose first
+/// write-back changes the file's metadata, so that every commit's msync would pay for a journal
+/// commit as well as its one cache flush.
+fn allocate(fd: i32, from: u64, to: u64, memory_only: bool) -> Result<(), Errno> {
+    sys::fallocate(fd, 0, to)?;
+    if memory_only || from >= to {
+        return Ok(());
+    }
+    let zeros = vec![0u8; (to - from).min(1 << 20) as usize];
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(zeros.len() as u64) as usize;
+        sys::pwrite_all(fd, &zeros[..n], at)?;
+        at += n as u64;
+    }
+    sys::fdatasync(fd)
 }
 
 impl Drop for LogFile {
@@ -50,7 +92,7 @@ impl Drop for LogFile {
 
 impl Medium for LogFile {
     fn len(&self) -> u64 {
-        self.map.len() as u64
+        self.len
     }
 
     fn grow(&mut self, len: u64) -> Result<(), Errno> {
@@ -59,8 +101,9 @@ impl Medium for LogFile {
         }
         let len = len.next_multiple_of(4096);
         // Blocks first: a store into the new range can then never fault for lack of space.
-        sys::fallocate(self.fd, 0, len)?;
+        allocate(self.fd, self.len, len, !self.disk)?;
         self.map.grow(len as usize, true)?;
+        self.len = len;
         self.pmem = self.map.is_sync() || pmem::is_pmem(self.map.as_slice());
         Ok(())
     }
@@ -93,10 +136,12 @@ impl Medium for LogFile {
         if self.pmem {
             pmem::flush(&self.map.as_slice()[offset as usize..(offset + len) as usize]);
             Ok(())
-        } else if self.tmpfs {
-            Ok(())
+        } else if self.disk {
+            let range = &self.map.as_slice()[offset as usize..(offset + len) as usize];
+            sys::pwrite_all(self.fd, range, offset)?;
+            sys::fdatasync(self.fd)
         } else {
-            self.map.sync_range(offset as usize, len as usize)
+            Ok(())
         }
     }
 
@@ -108,7 +153,7 @@ impl Medium for LogFile {
         if self.pmem {
             pmem::drain();
         }
-        // msync(MS_SYNC) is durable when it returns.
+        // pwrite and fdatasync are durable when they return.
         Ok(())
     }
 }

@@ -2,7 +2,8 @@
 //! msync, and the only code that turns the mapping into byte slices.
 //!
 //! # Safety
-//! A `Mapping` owns `[addr, addr + len)` from a successful `mmap(MAP_SHARED)` until drop, and
+//! A `Mapping` owns `[addr, addr + len)` from a successful `mmap` (shared, of a file; or
+//! private anonymous memory) until drop, and
 //! hands out slices only within it. The mapped file is nvmmio's own (a log, sized with
 //! `fallocate` before mapping) or a data file whose users touch only bytes below its size,
 //! with blocks allocated before any store (no access faults: SIGBUS).
@@ -44,6 +45,17 @@ impl Mapping {
         }
         let flags = if populate { libc::MAP_SHARED | libc::MAP_POPULATE } else { libc::MAP_SHARED };
         Ok(Mapping { addr: map(flags)?, len, sync: false })
+    }
+
+    /// `len` bytes of private anonymous memory (zeros), grown like a file mapping: the
+    /// in-memory image of a log on a disk (see `LogFile`).
+    pub fn anonymous(len: usize) -> Result<Mapping, Errno> {
+        debug_assert!(len > 0);
+        let prot = (libc::PROT_READ | libc::PROT_WRITE) as usize;
+        let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as usize;
+        // SAFETY: fresh anonymous memory chosen by the kernel: nothing else is replaced.
+        let addr = Errno::result(unsafe { syscall6(libc::SYS_mmap as usize, [0, len, prot, flags, usize::MAX, 0]) })?;
+        Ok(Mapping { addr, len, sync: false })
     }
 
     /// Grows the mapping to `new_len` bytes of the same file, keeping the pages already mapped
@@ -98,7 +110,7 @@ impl Mapping {
         unsafe { std::slice::from_raw_parts(self.addr as *const u8, self.len) }
     }
 
-    /// Writable view; only for mappings made with [`Mapping::map`].
+    /// Writable view.
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         // SAFETY: owned, mapped and writable for `len` bytes; `&mut self` makes it exclusive.
         unsafe { std::slice::from_raw_parts_mut(self.addr as *mut u8, self.len) }

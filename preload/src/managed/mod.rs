@@ -35,6 +35,7 @@ struct Config {
     /// The device of each directory in `dirs`.
     devs: Vec<u64>,
     engine: EngineSettings,
+    in_place_on_disks: bool,
     /// Where the exit summary goes: a copy of stderr taken at start-up (programs often close
     /// their own stderr before exiting), or -1 for none.
     stats_fd: i32,
@@ -90,7 +91,8 @@ pub fn init(settings: &Settings) -> bool {
     crate::ffi::at_fork(fork_prepare, fork_parent, fork_child);
     let stats_fd = if settings.stats { reserved_fd::reserve_copy(2).unwrap_or(-1) } else { -1 };
     let devs = dirs.iter().map(|d| cstring(d.clone()).and_then(|c| sys::stat(&c)).map_or(0, |st| st.st_dev)).collect();
-    CONFIG.set(Config { dirs, devs, engine: settings.engine, stats_fd }).is_ok()
+    let in_place_on_disks = settings.in_place_on_disks;
+    CONFIG.set(Config { dirs, devs, engine: settings.engine, in_place_on_disks, stats_fd }).is_ok()
 }
 
 pub fn active() -> bool {
@@ -418,7 +420,7 @@ fn opened(fd: i32, flags: i32) {
                 return;
             };
             match share::join(dir, key) {
-                Ok(share::Role::Owner) => match open_inode(fd, &st, dir, flags, config.engine) {
+                Ok(share::Role::Owner) => match open_inode(fd, &st, dir, flags, config) {
                     Ok(inode) => {
                         table::add_inode(inode.clone());
                         share::settle(dir, key);
@@ -559,7 +561,7 @@ fn drain_pool() {
 
 /// Opens the engine for a file: our own descriptor for it (a copy of the program's when that
 /// one is open for reading and writing), its log, and recovery of what a crash left.
-fn open_inode(fd: i32, st: &libc::stat, dir: &str, flags: i32, settings: EngineSettings) -> Result<Arc<Inode>, Errno> {
+fn open_inode(fd: i32, st: &libc::stat, dir: &str, flags: i32, config: &Config) -> Result<Arc<Inode>, Errno> {
     let key = (st.st_dev, st.st_ino);
     let data_fd = if flags & libc::O_ACCMODE == libc::O_RDWR {
         reserved_fd::reserve_copy(fd)?
@@ -575,6 +577,10 @@ fn open_inode(fd: i32, st: &libc::stat, dir: &str, flags: i32, settings: EngineS
         }
     };
     let storage = MappedStorage::with_size(data_fd, st.st_size as u64, log.is_tmpfs());
+    let mut settings = config.engine;
+    if log.is_disk() && !config.in_place_on_disks {
+        settings.in_place_from = u64::MAX;
+    }
     let second = leftover_second_log(dir, key);
     let spare_path = second.as_ref().map(|(_, path)| path.clone());
     // A truncating open supersedes whatever an old log holds.
