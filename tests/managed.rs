@@ -452,3 +452,46 @@ os.kill(os.getpid(), 9)
     assert!(rec.status.success(), "{}", String::from_utf8_lossy(&rec.stdout));
     assert_eq!(fs::read(dir.path().join("b")).unwrap(), b"fsynced ".repeat(512), "after {rounds} rounds");
 }
+
+/// A served write moves mtime and ctime as the kernel's would (fstat, stat and coreutils'
+/// statx), although the data file changes only at checkpoint.
+#[test]
+fn mtime_and_ctime_move_as_writes_happen() {
+    let script = r#"
+import os, subprocess, time
+fd = os.open("f", os.O_RDWR | os.O_CREAT, 0o644)
+os.write(fd, b"x" * 100000)
+os.fsync(fd)
+first = os.fstat(fd)
+out = []
+for call in ("write", "pwrite", "ftruncate"):
+    time.sleep(0.05)
+    before = time.time_ns()
+    if call == "write":
+        os.write(fd, b"y" * 10)
+    elif call == "pwrite":
+        os.pwrite(fd, b"z" * 10, 5)
+    else:
+        os.ftruncate(fd, 50000)
+    st, path_st = os.fstat(fd), os.stat("f")
+    statx = subprocess.run(["stat", "-c", "%.9Y %.9Z", "f"], capture_output=True, text=True).stdout.split()
+    for what, m, c in (("fstat", st.st_mtime_ns, st.st_ctime_ns), ("stat", path_st.st_mtime_ns, path_st.st_ctime_ns),
+                       ("statx", int(statx[0].replace(".", "")), int(statx[1].replace(".", "")))):
+        # The kernel's clock for file times is coarse (a tick may lag the fine clock).
+        out.append((call, what, m >= before - 20_000_000, c >= before - 20_000_000, m > first.st_mtime_ns))
+print(all(all(o[2:]) for o in out), [o for o in out if not all(o[2:])])
+"#;
+    for dir in [shm_dir(), tmp_dir()] {
+        let out = Command::new("/usr/bin/python3")
+            .args(["-c", script])
+            .current_dir(dir.path())
+            .env("LD_PRELOAD", library())
+            .env("NVMMIO_DIRS", dir.path())
+            .env("NVMMIO_STATS", "1")
+            .output()
+            .unwrap();
+        assert_eq!(ok(&out), "True []\n");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.lines().any(|l| l.contains(" 5 calls served") || l.contains(" 6 calls served")), "{stderr}");
+    }
+}

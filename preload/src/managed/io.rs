@@ -143,10 +143,24 @@ pub fn serve(nr: usize, args: [usize; 6], file: &Arc<OpenFile>) -> Option<isize>
         return None;
     };
     let result = serve_engine(nr, args, file, engine);
+    if changes_file(nr, result) {
+        file.inode.touch();
+    }
     if engine.wants_background_checkpoint() {
         super::start_background_checkpoint(&file.inode, engine);
     }
     result
+}
+
+/// Whether a call that returned `result` changed the file's contents or size (as the kernel
+/// sees it: a write of nothing changes nothing, a truncate always does).
+fn changes_file(nr: usize, result: Option<isize>) -> bool {
+    let Some(r) = result else { return false };
+    match nr as i64 {
+        libc::SYS_write | libc::SYS_writev | libc::SYS_pwrite64 | libc::SYS_pwritev | libc::SYS_pwritev2 => r > 0,
+        libc::SYS_ftruncate => r == 0,
+        _ => false,
+    }
 }
 
 /// The calls [`serve_read`] handles.
@@ -335,14 +349,25 @@ pub fn pull_from_kernel(fd: i32, file: &OpenFile) {
     let _ = engine.reload();
 }
 
-/// The logical size of a managed file, if (dev, ino) is one.
-fn managed_size(dev: u64, ino: u64) -> Option<u64> {
+/// The logical size of a managed file, if (dev, ino) is one, and when a served call last
+/// changed it (ns since the epoch, 0 if none has).
+fn managed_size(dev: u64, ino: u64) -> Option<(u64, u64)> {
     let inode = table::find_inode((dev, ino))?;
     let state = inode.read();
     match &*state {
-        State::Engine(engine) => Some(engine.size()),
+        State::Engine(engine) => Some((engine.size(), inode.modified_ns.load(std::sync::atomic::Ordering::Relaxed))),
         State::Kernel => None,
     }
+}
+
+/// Where a stat structure keeps the fields nvmmio corrects.
+struct StatFields {
+    size: usize,
+    blocks: usize,
+    /// (seconds, nanoseconds) of mtime and ctime; `u32_nsec`: nanoseconds are a u32 (statx).
+    mtime: (usize, usize),
+    ctime: (usize, usize),
+    u32_nsec: bool,
 }
 
 /// Corrects `struct stat` at `addr` (just filled by the kernel) for a managed file.
@@ -354,8 +379,14 @@ pub fn patch_stat(addr: usize) {
     let field = |off: usize| u64::from_ne_bytes(st[off..off + 8].try_into().unwrap());
     let dev = field(std::mem::offset_of!(libc::stat, st_dev));
     let ino = field(std::mem::offset_of!(libc::stat, st_ino));
-    let blocks_at = std::mem::offset_of!(libc::stat, st_blocks);
-    write_logical_size(addr, (dev, ino), std::mem::offset_of!(libc::stat, st_size), blocks_at, field(blocks_at));
+    let fields = StatFields {
+        size: std::mem::offset_of!(libc::stat, st_size),
+        blocks: std::mem::offset_of!(libc::stat, st_blocks),
+        mtime: (std::mem::offset_of!(libc::stat, st_mtime), std::mem::offset_of!(libc::stat, st_mtime_nsec)),
+        ctime: (std::mem::offset_of!(libc::stat, st_ctime), std::mem::offset_of!(libc::stat, st_ctime_nsec)),
+        u32_nsec: false,
+    };
+    write_logical_state(addr, &st, (dev, ino), &fields);
 }
 
 /// Corrects `struct statx` at `addr` for a managed file.
@@ -371,17 +402,40 @@ pub fn patch_statx(addr: usize) {
         u32_at(std::mem::offset_of!(libc::statx, stx_dev_minor)),
     );
     let ino = u64_at(std::mem::offset_of!(libc::statx, stx_ino));
-    let blocks_at = std::mem::offset_of!(libc::statx, stx_blocks);
-    write_logical_size(addr, (dev, ino), std::mem::offset_of!(libc::statx, stx_size), blocks_at, u64_at(blocks_at));
+    let time = |t: usize| (t, t + 8);
+    let fields = StatFields {
+        size: std::mem::offset_of!(libc::statx, stx_size),
+        blocks: std::mem::offset_of!(libc::statx, stx_blocks),
+        mtime: time(std::mem::offset_of!(libc::statx, stx_mtime)),
+        ctime: time(std::mem::offset_of!(libc::statx, stx_ctime)),
+        u32_nsec: true,
+    };
+    write_logical_state(addr, &st, (dev, ino), &fields);
 }
 
 /// If `key` is a managed file, stores its logical size (and at least as many 512-byte blocks as
-/// that needs) into the stat structure at `addr`.
-fn write_logical_size(addr: usize, key: (u64, u64), size_at: usize, blocks_at: usize, blocks: u64) {
-    let Some(size) = managed_size(key.0, key.1).or_else(|| super::size_elsewhere(key)) else { return };
-    let blocks = blocks.max(size.div_ceil(512));
-    let _ = usercopy::copy_to_user(addr + size_at, &size.to_ne_bytes());
-    let _ = usercopy::copy_to_user(addr + blocks_at, &blocks.to_ne_bytes());
+/// that needs), and the time a served call last changed it if the kernel's is older, into the
+/// stat structure at `addr` (whose bytes as the kernel filled them are `st`).
+fn write_logical_state(addr: usize, st: &[u8], key: (u64, u64), fields: &StatFields) {
+    let here = managed_size(key.0, key.1);
+    let Some((size, modified_ns)) = here.or_else(|| Some((super::size_elsewhere(key)?, 0))) else { return };
+    let u64_at = |off: usize| u64::from_ne_bytes(st[off..off + 8].try_into().unwrap());
+    let blocks = u64_at(fields.blocks).max(size.div_ceil(512));
+    let _ = usercopy::copy_to_user(addr + fields.size, &size.to_ne_bytes());
+    let _ = usercopy::copy_to_user(addr + fields.blocks, &blocks.to_ne_bytes());
+    let (sec, nsec) = ((modified_ns / 1_000_000_000) as i64, modified_ns % 1_000_000_000);
+    for (sec_at, nsec_at) in [fields.mtime, fields.ctime] {
+        let kernel_nsec = if fields.u32_nsec {
+            u32::from_ne_bytes(st[nsec_at..nsec_at + 4].try_into().unwrap()) as u64
+        } else {
+            u64_at(nsec_at)
+        };
+        if (sec, nsec) > (u64_at(sec_at) as i64, kernel_nsec) {
+            let _ = usercopy::copy_to_user(addr + sec_at, &sec.to_ne_bytes());
+            let nsec_bytes = nsec.to_ne_bytes();
+            let _ = usercopy::copy_to_user(addr + nsec_at, &nsec_bytes[..if fields.u32_nsec { 4 } else { 8 }]);
+        }
+    }
 }
 
 /// An open with O_TRUNC of a file this process manages: the engine truncates it first (a
@@ -454,7 +508,10 @@ pub fn truncate_by_path(path: usize, len: i64) -> Option<isize> {
     let mut state = inode.lock();
     let State::Engine(engine) = &mut *state else { return None };
     Some(match engine.truncate(len as u64) {
-        Ok(()) => 0,
+        Ok(()) => {
+            inode.touch();
+            0
+        }
         Err(e) => e.to_raw(),
     })
 }

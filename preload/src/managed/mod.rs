@@ -603,6 +603,7 @@ fn open_inode(fd: i32, st: &libc::stat, dir: &str, flags: i32, config: &Config) 
         spare_path: Mutex::new(spare_path),
         state: std::sync::RwLock::new(State::Engine(Box::new(engine))),
         parked_fd: std::sync::atomic::AtomicI32::new(-1),
+        modified_ns: AtomicU64::new(0),
     }))
 }
 
@@ -637,9 +638,9 @@ fn finish_inode(inode: &Inode) {
             let spare_path = inode.spare_path.lock().unwrap_or_else(|p| p.into_inner()).take();
             // Background checkpoints swap the two logs' roles: the log in use may be the file
             // named `.log2`. Each goes back to the pool under its own file's name.
-            let main_ino = sys::stat(&inode.log_path).ok().map(|st| st.st_ino);
+            let swapped = |log: &LogFile| log.inode().ok() != sys::stat(&inode.log_path).ok().map(|st| st.st_ino);
             let (log_path, spare_path) = match spare_path {
-                Some(second) if log.inode().ok() != main_ino => (second, Some(inode.log_path.clone())),
+                Some(second) if swapped(&log) => (second, Some(inode.log_path.clone())),
                 second => (inode.log_path.clone(), second),
             };
             release_log(&inode.dir, log, &log_path);

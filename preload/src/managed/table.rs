@@ -2,7 +2,7 @@
 //! descriptor), one [`OpenFile`] per open file description (offset and flags, shared by dup'd
 //! descriptors), and the descriptor numbers that point to them.
 
-use std::sync::atomic::{AtomicI32, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use nvmmio_core::engine::ManagedFile;
@@ -34,6 +34,9 @@ pub struct Inode {
     ///
     /// [`MappedStorage::into_fd`]: nvmmio_core::persist::MappedStorage::into_fd
     pub parked_fd: AtomicI32,
+    /// When a served call last changed the file (ns since the epoch; 0: none yet): `stat`
+    /// reports it as mtime and ctime, which the kernel moves only when the data file changes.
+    pub modified_ns: AtomicU64,
 }
 
 impl Inode {
@@ -46,7 +49,13 @@ impl Inode {
             spare_path: Mutex::new(None),
             state: RwLock::new(State::Kernel),
             parked_fd: AtomicI32::new(-1),
+            modified_ns: AtomicU64::new(0),
         }
+    }
+
+    /// A served call changed the file now.
+    pub fn touch(&self) {
+        self.modified_ns.store(nvmmio_core::sys::realtime_ns(), Relaxed);
     }
 
     /// Closes the parked data descriptor (the program is closing its last one).
