@@ -303,3 +303,36 @@ for n in range(150):
         }
     });
 }
+
+/// A process without nvmmio sees what an fsync covered once it returns (the committed blocks
+/// are copied into the file), and everything once the writer closes the file.
+#[test]
+fn a_process_without_nvmmio_sees_data_at_fsync_and_close() {
+    in_both_file_systems(|dir| {
+        let mut a = Peer::start(dir, true);
+        let mut plain = Peer::start(dir, false);
+        let fa = a.number(r#"["open", "v", "rw|creat"]"#);
+        let mut expect = text(30_000, 11);
+        a.number(&format!(r#"["write", {fa}, "{expect}"]"#));
+        a.number(&format!(r#"["pwrite", {fa}, "{}", 5000]"#, text(7000, 12)));
+        expect.replace_range(5000..12000, &text(7000, 12));
+        a.ok(&format!(r#"["fsync", {fa}]"#));
+        let fp = plain.number(r#"["open", "v", "r"]"#);
+        assert_eq!(plain.contents(fp), format!("\"{expect}\""), "after fsync");
+        a.ok(&format!(r#"["truncate_fd", {fa}, 40000]"#));
+        a.ok(&format!(r#"["fsync", {fa}]"#));
+        assert_eq!(
+            plain.number(&format!(r#"["fstat", {fp}]"#)),
+            40_000,
+            "a truncate upwards, after fsync, in {}",
+            dir.display()
+        );
+        a.number(&format!(r#"["pwrite", {fa}, "late", 100]"#));
+        a.ok(&format!(r#"["close", {fa}]"#));
+        expect.replace_range(100..104, "late");
+        expect.push_str(&"\\u0000".repeat(10_000));
+        assert_eq!(plain.contents(fp), format!("\"{expect}\""), "after close");
+        a.finish();
+        plain.finish();
+    });
+}

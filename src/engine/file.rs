@@ -78,6 +78,9 @@ struct Slot {
     /// Writable in place while this equals the file's current `era` (same epoch, no truncate
     /// since): older slots are committed, or ordered before a truncate, and never change.
     era: u64,
+    /// Copied into the data file at an fsync (see [`ManagedFile::publish_epoch`]): a
+    /// checkpoint has nothing left to write for it.
+    published: bool,
 }
 
 /// Block numbers are already well spread: a multiplicative hash is enough and much cheaper
@@ -109,8 +112,11 @@ pub type RunWriter<'a> = dyn FnMut(u64, &[&[u8]]) -> Result<(), Errno> + 'a;
 /// log meanwhile. Reads of its blocks come from it until the engine takes it back.
 pub struct Frozen<M: Medium> {
     log: Log<M>,
-    /// (block number, position of its latest contents in `log`), sorted by block.
+    /// (block number, position of its latest contents in `log`), sorted by block: where reads
+    /// of these blocks go, and why no write goes in place on them (recovery replays `log`).
     blocks: Vec<(u64, u64)>,
+    /// The part of `blocks` the data file does not hold yet (not published at an fsync).
+    to_apply: Vec<(u64, u64)>,
     /// The file's size when frozen: bytes past it are not written.
     size: u64,
     /// Set by whoever starts applying: a job is applied by one thread at most.
@@ -139,7 +145,7 @@ impl<M: Medium> Frozen<M> {
             run.clear();
             ok
         };
-        for &(block, pos) in &self.blocks {
+        for &(block, pos) in &self.to_apply {
             let start = block * BLOCK;
             if start >= self.size {
                 break;
@@ -172,6 +178,8 @@ pub struct ManagedFile<M: Medium, S: Storage> {
     index: Index,
     /// Slots allocated in the current epoch, to be sealed at commit.
     unsealed: Vec<u64>,
+    /// The block of each slot in `unsealed`.
+    unsealed_blocks: Vec<u64>,
     /// The file's size as the program sees it.
     size: u64,
     /// The size recovery would give now (the last commit's, or the log's base size). Bytes of
@@ -202,6 +210,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
             log,
             index: Index::default(),
             unsealed: Vec::new(),
+            unsealed_blocks: Vec::new(),
             size,
             committed_size: size,
             in_place_dirty: false,
@@ -252,20 +261,31 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
             }
             data.sync()?;
         }
-        let after = spare.as_ref().map_or(0, |l| l.generation());
-        let spare = match spare {
-            Some(mut l) => {
-                l.reset(None)?;
-                Some(l.into_medium())
-            }
-            None => None,
-        };
-        // Record the size a crash must come back to, in a new generation: records an earlier
-        // use left past the last commit are void from now on (a commit's single flush relies on
-        // it, see `engine::log`).
+        // Both logs are voided, the older first: a crash in between leaves the newer, whose
+        // replay over the data file (which holds everything now) changes nothing. Voiding the
+        // newer first would leave the older alone, and its replay would undo the newer's
+        // commits. The first log records the size a crash must come back to, in a new
+        // generation: records an earlier use left past the last commit are void from now on (a
+        // commit's single flush relies on it, see `engine::log`).
         let size = data.size()?;
-        let after = after.max(log.generation());
-        log = Log::create(log.into_medium(), settings.log_max, Some(size), after)?;
+        let after = spare.as_ref().map_or(0, |l| l.generation()).max(log.generation());
+        let void_spare = |spare: Option<Log<M>>| -> Result<Option<M>, Errno> {
+            spare
+                .map(|mut l| {
+                    l.reset(None)?;
+                    Ok(l.into_medium())
+                })
+                .transpose()
+        };
+        let first_is_older = spare.as_ref().is_some_and(|l| log.generation() < l.generation());
+        let spare = if first_is_older {
+            log = Log::create(log.into_medium(), settings.log_max, Some(size), after)?;
+            void_spare(spare)?
+        } else {
+            let spare = void_spare(spare)?;
+            log = Log::create(log.into_medium(), settings.log_max, Some(size), after)?;
+            spare
+        };
         let mut file = Self::with_log(data, log, settings)?;
         file.spare = spare;
         Ok((file, recovered))
@@ -448,8 +468,9 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
                     if !whole {
                         self.copy_current_block(block, old, pos)?;
                     }
-                    self.index.insert(block, Slot { pos, era: self.era });
+                    self.index.insert(block, Slot { pos, era: self.era, published: false });
                     self.unsealed.push(pos);
+                    self.unsealed_blocks.push(block);
                     stats::BLOCKS_LOGGED.fetch_add(1, Relaxed);
                     (pos, whole.then_some(old))
                 }
@@ -583,7 +604,9 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
 
     /// Makes every write so far durable and committed (fsync).
     pub fn sync(&mut self) -> Result<(), Errno> {
+        let epoch: Vec<(u64, u64)> = self.unsealed_blocks.iter().copied().zip(self.unsealed.iter().copied()).collect();
         self.commit()?;
+        self.publish_epoch(epoch)?;
         // With a second log the checkpoint runs in the background (the caller starts it); a
         // log that fills up meanwhile is checkpointed here when it must make room.
         let background = self.spare.is_some() || self.frozen.is_some();
@@ -609,7 +632,8 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         }
         stats::CHECKPOINTS.fetch_add(1, Relaxed);
         stats::note_log_used(self.log.used());
-        let mut blocks: Vec<(u64, u64)> = self.index.iter().map(|(&b, s)| (b, s.pos)).collect();
+        let mut blocks: Vec<(u64, u64)> =
+            self.index.iter().filter(|(_, s)| !s.published).map(|(&b, s)| (b, s.pos)).collect();
         blocks.sort_unstable();
         write_blocks(&mut self.data, &self.log, &blocks, self.size)?;
         if self.data.size()? != self.size {
@@ -619,6 +643,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         self.log.reset(Some(self.size))?;
         self.index.clear();
         self.unsealed.clear();
+        self.unsealed_blocks.clear();
         self.committed_size = self.size;
         Ok(())
     }
@@ -654,12 +679,17 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         stats::CHECKPOINTS.fetch_add(1, Relaxed);
         stats::note_log_used(self.log.used());
         let log = std::mem::replace(&mut self.log, next);
-        let mut blocks: Vec<(u64, u64)> = self.index.drain().map(|(b, s)| (b, s.pos)).collect();
-        blocks.sort_unstable();
+        let mut all: Vec<(u64, Slot)> = self.index.drain().collect();
+        all.sort_unstable_by_key(|&(b, _)| b);
+        let blocks: Vec<(u64, u64)> = all.iter().map(|&(b, s)| (b, s.pos)).collect();
+        // Published blocks are in the data file already.
+        let to_apply = all.iter().filter(|(_, s)| !s.published).map(|&(b, s)| (b, s.pos)).collect();
         self.unsealed.clear();
+        self.unsealed_blocks.clear();
         let frozen = Arc::new(Frozen {
             log,
             blocks,
+            to_apply,
             size: self.size,
             claimed: AtomicBool::new(false),
             cancel: AtomicBool::new(false),
@@ -714,8 +744,15 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         if frozen.applied.load(Acquire) {
             stats::CHECKPOINTS_IN_BACKGROUND.fetch_add(1, Relaxed);
         } else {
-            write_blocks(&mut self.data, &frozen.log, &frozen.blocks, frozen.size)?;
+            write_blocks(&mut self.data, &frozen.log, &frozen.to_apply, frozen.size)?;
         }
+        // Blocks committed since then were published before the frozen (older) contents went
+        // in: publish them again.
+        let mut newer: Vec<(u64, u64)> = (self.index.iter())
+            .filter(|&(&block, slot)| self.log.is_committed(slot.pos) && frozen.slot(block).is_some())
+            .map(|(&block, slot)| (block, slot.pos))
+            .collect();
+        self.publish(&mut newer)?;
         // Everything it held must be durable in the data file before the log is voided.
         self.data.sync()?;
         self.data.refresh()?;
@@ -735,11 +772,42 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
             self.log.commit(self.epoch, self.size, &self.unsealed)?;
             self.committed_size = self.size;
             self.unsealed.clear();
+            self.unsealed_blocks.clear();
             self.commits += 1;
             stats::COMMITS.fetch_add(1, Relaxed);
             stats::note_log_used(self.log.used());
             self.epoch = self.epoch.wrapping_add(1);
             self.era += 1;
+        }
+        Ok(())
+    }
+
+    /// Copies the blocks (block, slot) an fsync's commit covered into the data file (not
+    /// synced: the log keeps them durable until a checkpoint), so that processes reading the
+    /// file through the kernel see what the fsync covered when it returns. Reads here still
+    /// come from the log. (Other commits, before checkpoints, need not: those copy everything.)
+    fn publish_epoch(&mut self, mut blocks: Vec<(u64, u64)>) -> Result<(), Errno> {
+        blocks.retain(|(block, pos)| self.index.get(block).is_some_and(|s| s.pos == *pos));
+        self.publish(&mut blocks)?;
+        if self.data.size()? < self.committed_size {
+            // Grown without data (a truncate upwards, or a write past a hole's end).
+            self.data.set_len(self.committed_size)?;
+        }
+        Ok(())
+    }
+
+    /// Writes committed `blocks` (block, slot) into the data file, up to the committed size.
+    fn publish(&mut self, blocks: &mut [(u64, u64)]) -> Result<(), Errno> {
+        if blocks.is_empty() {
+            return Ok(());
+        }
+        blocks.sort_unstable();
+        write_blocks(&mut self.data, &self.log, blocks, self.committed_size)?;
+        stats::BLOCKS_PUBLISHED.fetch_add(blocks.len() as u64, Relaxed);
+        for (block, pos) in blocks.iter() {
+            if let Some(slot) = self.index.get_mut(block).filter(|s| s.pos == *pos) {
+                slot.published = true;
+            }
         }
         Ok(())
     }
@@ -794,7 +862,7 @@ fn write_blocks<M: Medium, S: Storage>(
     blocks: &[(u64, u64)],
     size: u64,
 ) -> Result<(), Errno> {
-    if blocks.len() >= 256 {
+    if blocks.len() >= 256 || data.few_writes_prefer_bulk() {
         // Many blocks: let the storage allocate the runs at once and copy through memory.
         let mut runs: Vec<(u64, u64)> = Vec::new();
         for &(b, _) in blocks {

@@ -175,6 +175,11 @@ impl<M: Medium> Log<M> {
         self.tail - LOG_HEADER_LEN
     }
 
+    /// Whether the record whose data starts at `data_pos` is committed.
+    pub fn is_committed(&self, data_pos: u64) -> bool {
+        data_pos < self.committed_tail
+    }
+
     /// Whether records were appended since the last commit.
     pub fn has_uncommitted(&self) -> bool {
         self.tail > self.committed_tail

@@ -7,6 +7,9 @@ pub static BYTES_LOGGED: AtomicU64 = AtomicU64::new(0);
 /// Bytes written straight into data files (past the committed size).
 pub static BYTES_IN_PLACE: AtomicU64 = AtomicU64::new(0);
 pub static BLOCKS_LOGGED: AtomicU64 = AtomicU64::new(0);
+/// Committed blocks copied into data files at fsync (for processes that read through the
+/// kernel).
+pub static BLOCKS_PUBLISHED: AtomicU64 = AtomicU64::new(0);
 pub static COMMITS: AtomicU64 = AtomicU64::new(0);
 pub static CHECKPOINTS: AtomicU64 = AtomicU64::new(0);
 /// Checkpoints whose blocks the checkpoint thread wrote.
@@ -40,13 +43,14 @@ pub fn summary() -> String {
     let mut s = String::new();
     let _ = write!(
         s,
-        "{} logged in {} blocks, {} written in place, {} commits, {} checkpoints ({} in the background), log peak {}, {} records recovered",
+        "{} logged in {} blocks, {} written in place, {} commits, {} checkpoints ({} in the background), {} blocks published at commit, log peak {}, {} records recovered",
         human(BYTES_LOGGED.load(Relaxed)),
         BLOCKS_LOGGED.load(Relaxed),
         human(BYTES_IN_PLACE.load(Relaxed)),
         COMMITS.load(Relaxed),
         CHECKPOINTS.load(Relaxed),
         CHECKPOINTS_IN_BACKGROUND.load(Relaxed),
+        BLOCKS_PUBLISHED.load(Relaxed),
         human(LOG_PEAK.load(Relaxed)),
         RECOVERED_RECORDS.load(Relaxed)
     );

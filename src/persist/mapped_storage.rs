@@ -18,6 +18,9 @@ pub struct MappedStorage {
     map: Option<Mapping>,
     /// Inside `prepare_bulk`'s ranges (allocated): writes go through the mapping.
     bulk: Vec<(u64, u64)>,
+    /// Every block below this is known to be allocated (tmpfs; 0 if unknown): saves asking
+    /// the kernel again at every commit's publishing.
+    hole_free_to: u64,
 }
 
 impl MappedStorage {
@@ -33,7 +36,7 @@ impl MappedStorage {
 
     /// As [`MappedStorage::new`], with the size and file system already known.
     pub fn with_size(fd: i32, len: u64, tmpfs: bool) -> Self {
-        MappedStorage { fd, tmpfs, len, map: None, bulk: Vec::new() }
+        MappedStorage { fd, tmpfs, len, map: None, bulk: Vec::new(), hole_free_to: 0 }
     }
 }
 
@@ -57,13 +60,17 @@ impl MappedStorage {
     fn allocate_to(&mut self, end: u64) -> Result<(), Errno> {
         let step = (self.len / 8).clamp(4 << 10, 64 << 20);
         let roomy = end.max(self.len + step).next_multiple_of(4096);
+        let hole_free = self.hole_free_to >= self.len;
         if sys::fallocate(self.fd, self.len, roomy - self.len).is_err() {
             // Maybe no room for the extra: exactly what is needed, or the error.
             sys::fallocate(self.fd, self.len, end - self.len)?;
             self.len = end;
-            return Ok(());
+        } else {
+            self.len = roomy;
         }
-        self.len = roomy;
+        if hole_free {
+            self.hole_free_to = self.len;
+        }
         Ok(())
     }
 }
@@ -72,13 +79,20 @@ impl MappedStorage {
     /// A length below which every block of the file is known to be allocated (0 if unknown).
     /// On tmpfs the block count is exact (no metadata blocks): a file with as many blocks as
     /// pages has no hole, and the checkpoint can skip a `fallocate` that walks every page.
-    fn allocated_prefix(&self) -> Result<u64, Errno> {
+    /// `need`: the caller wants to know about bytes below it (no need to ask the kernel if
+    /// they are known to be allocated).
+    fn allocated_prefix(&mut self, need: u64) -> Result<u64, Errno> {
         if !self.tmpfs {
             return Ok(0);
         }
+        if need <= self.hole_free_to {
+            return Ok(self.hole_free_to);
+        }
         let st = sys::fstat(self.fd)?;
         let size = st.st_size as u64;
-        Ok(if st.st_blocks as u64 * 512 >= size.next_multiple_of(4096) { size } else { 0 })
+        let prefix = if st.st_blocks as u64 * 512 >= size.next_multiple_of(4096) { size } else { 0 };
+        self.hole_free_to = self.hole_free_to.max(prefix);
+        Ok(prefix)
     }
 }
 
@@ -170,9 +184,15 @@ impl Storage for MappedStorage {
         Ok(fill(&mut map.as_mut_slice()[offset as usize..end as usize]))
     }
 
+    fn few_writes_prefer_bulk(&self) -> bool {
+        // Worth a mapping (set up once) on tmpfs unless the file is small (a short-lived
+        // journal, say, is published once or twice and closed).
+        self.tmpfs && (self.map.is_some() || self.len >= 1 << 20)
+    }
+
     fn prepare_bulk(&mut self, ranges: &[(u64, u64)]) -> Result<(), Errno> {
         self.bulk.clear();
-        let allocated = self.allocated_prefix()?;
+        let allocated = self.allocated_prefix(ranges.last().map_or(0, |r| r.1))?;
         for &(start, end) in ranges {
             if end > allocated {
                 let from = start.max(allocated);
@@ -180,6 +200,9 @@ impl Storage for MappedStorage {
             }
             self.len = self.len.max(end);
             self.bulk.push((start, end));
+            if self.tmpfs && start <= self.hole_free_to {
+                self.hole_free_to = self.hole_free_to.max(end);
+            }
         }
         Ok(())
     }
@@ -187,6 +210,7 @@ impl Storage for MappedStorage {
     fn set_len(&mut self, len: u64) -> Result<(), Errno> {
         sys::ftruncate(self.fd, len)?;
         self.len = len;
+        self.hole_free_to = self.hole_free_to.min(len);
         // Blocks past a shrink are gone: no store through the mapping there any more.
         self.bulk.retain_mut(|r| {
             r.1 = r.1.min(len);
@@ -215,6 +239,8 @@ impl Storage for MappedStorage {
     }
 
     fn refresh(&mut self) -> Result<u64, Errno> {
+        // The kernel may have changed the file (a hole punched): ask again.
+        self.hole_free_to = 0;
         self.len = sys::file_size(self.fd)?;
         Ok(self.len)
     }

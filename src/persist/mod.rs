@@ -106,6 +106,11 @@ pub trait Storage {
         let _ = ranges;
         Ok(())
     }
+    /// Whether a few blocks are written faster after [`Storage::prepare_bulk`] than one call
+    /// each (a mapping of a memory-backed file already set up).
+    fn few_writes_prefer_bulk(&self) -> bool {
+        false
+    }
     /// Whether reads ([`Storage::with_bytes`]) are served without a system call, e.g. from a
     /// mapping already set up; if not, [`Storage::prepare_reads`] (which needs `&mut`) sets it
     /// up. Reads are right either way.

@@ -121,10 +121,11 @@ pub fn connect_abstract(name: &[u8]) -> Result<i32, Errno> {
     }
 }
 
-/// The next connection on a listening socket (close-on-exec); waits for one.
+/// The next connection on a listening socket (close-on-exec); EAGAIN if none is waiting.
 pub fn accept(fd: i32) -> Result<i32, Errno> {
+    let flags = (libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK) as usize;
     loop {
-        match plain(libc::SYS_accept4, [fd as usize, 0, 0, libc::SOCK_CLOEXEC as usize, 0, 0]) {
+        match plain(libc::SYS_accept4, [fd as usize, 0, 0, flags, 0, 0]) {
             Err(Errno(libc::EINTR)) => continue,
             r => return r.map(|c| c as i32),
         }
@@ -140,7 +141,8 @@ pub fn wait_readable(fd: i32, timeout_ms: i32) -> Result<bool, Errno> {
     }
 }
 
-/// Reads exactly `buf.len()` bytes (EPIPE if the other end closes first).
+/// Reads exactly `buf.len()` bytes (EPIPE if the other end closes first, EAGAIN if a
+/// non-blocking socket stays silent for a second).
 pub fn read_exact(fd: i32, buf: &mut [u8]) -> Result<(), Errno> {
     let mut at = 0;
     while at < buf.len() {
@@ -149,6 +151,8 @@ pub fn read_exact(fd: i32, buf: &mut [u8]) -> Result<(), Errno> {
             Ok(0) => return Err(Errno(libc::EPIPE)),
             Ok(n) => at += n,
             Err(Errno(libc::EINTR)) => continue,
+            // A non-blocking socket: wait a little for the rest.
+            Err(Errno(libc::EAGAIN)) if wait_readable(fd, 1000)? => continue,
             Err(e) => return Err(e),
         }
     }

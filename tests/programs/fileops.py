@@ -1,7 +1,7 @@
 """Runs file calls read from stdin, one JSON list a line, and answers each with a JSON line:
 ["open", path, flags] -> fd; ["write", fd, text]; ["pwrite", fd, text, off]; ["pread", fd, n, off]
 -> text; ["read", fd, n]; ["seek", fd, off, whence]; ["fstat", fd] / ["stat", path] -> size;
-["truncate", path, len];
+["truncate", path, len]; ["truncate_fd", fd, len];
 ["fsync", fd]; ["close", fd]. Text is latin-1. An OSError answers ["error", errno]. A test
 drives two of these at once to interleave two processes' calls on one file exactly."""
 import json
@@ -32,6 +32,8 @@ def run(op, *a):
         return os.fstat(a[0]).st_size
     if op == "stat":
         return os.stat(a[0]).st_size
+    if op == "truncate_fd":
+        return os.ftruncate(a[0], a[1])
     if op == "truncate":
         return os.truncate(a[0], a[1])
     if op == "fsync":

@@ -418,7 +418,7 @@ pub fn patch_statx(addr: usize) {
 /// stat structure at `addr` (whose bytes as the kernel filled them are `st`).
 fn write_logical_state(addr: usize, st: &[u8], key: (u64, u64), fields: &StatFields) {
     let here = managed_size(key.0, key.1);
-    let Some((size, modified_ns)) = here.or_else(|| Some((super::size_elsewhere(key)?, 0))) else { return };
+    let Some((size, modified_ns)) = here.or_else(|| super::size_elsewhere(key)) else { return };
     let u64_at = |off: usize| u64::from_ne_bytes(st[off..off + 8].try_into().unwrap());
     let blocks = u64_at(fields.blocks).max(size.div_ceil(512));
     let _ = usercopy::copy_to_user(addr + fields.size, &size.to_ne_bytes());

@@ -374,8 +374,9 @@ fn print_stats() {
     let _ = sys::write_all(fd, line.as_bytes());
 }
 
-/// The logical size of file `key` if another process serves it with the engine.
-fn size_elsewhere(key: (u64, u64)) -> Option<u64> {
+/// The logical size of file `key` if another process serves it with the engine, and when it
+/// last changed it there.
+fn size_elsewhere(key: (u64, u64)) -> Option<(u64, u64)> {
     let config = CONFIG.get()?;
     let mut dirs = config.dirs.iter().zip(&config.devs);
     dirs.find_map(|(dir, &dev)| if dev == key.0 { share::size_elsewhere(dir, key) } else { None })

@@ -173,15 +173,17 @@ fn owner_elsewhere(dir: &str, key: (u64, u64)) -> Option<i32> {
     ipc::lock_holder(fd, owner_byte(key)).ok()?
 }
 
-/// The logical size of file `key` in `dir` as its owner in another process sees it, if one
-/// serves it with the engine.
-pub fn size_elsewhere(dir: &str, key: (u64, u64)) -> Option<u64> {
+/// The logical size of file `key` in `dir` as its owner in another process sees it, and when
+/// a call it served last changed the file (ns since the epoch, 0 if none), if one serves it
+/// with the engine.
+pub fn size_elsewhere(dir: &str, key: (u64, u64)) -> Option<(u64, u64)> {
     let pid = owner_elsewhere(dir, key)?;
-    ask(pid, Ask::Size, key).ok().filter(|&size| size != NOT_HERE)
+    ask(pid, Ask::Size, key).ok().filter(|&(size, _)| size != NOT_HERE)
 }
 
-/// Asks process `pid` about file `key`; waits for the answer while `pid` still owns the file.
-fn ask(pid: i32, what: Ask, key: (u64, u64)) -> Result<u64, Errno> {
+/// Asks process `pid` about file `key`; waits for the answer (two words) while `pid` still
+/// exists.
+fn ask(pid: i32, what: Ask, key: (u64, u64)) -> Result<(u64, u64), Errno> {
     let conn = ipc::connect_abstract(socket_name(pid).as_bytes())?;
     let mut request = [0u8; 17];
     request[0] = what as u8;
@@ -193,8 +195,10 @@ fn ask(pid: i32, what: Ask, key: (u64, u64)) -> Result<u64, Errno> {
                 return Err(Errno(libc::ESRCH));
             }
         }
-        let mut answer = [0u8; 8];
-        ipc::read_exact(conn, &mut answer).map(|()| u64::from_ne_bytes(answer))
+        let mut answer = [0u8; 16];
+        ipc::read_exact(conn, &mut answer)?;
+        let word = |i: usize| u64::from_ne_bytes(answer[i * 8..i * 8 + 8].try_into().unwrap_or_default());
+        Ok((word(0), word(1)))
     });
     let _ = sys::close(conn);
     answer
@@ -239,19 +243,28 @@ fn ensure_listener() -> bool {
 fn answer(listener: i32) {
     let _ = sys::block_all_signals();
     let _inside = crate::guard::enter();
-    while let Ok(conn) = ipc::accept(listener) {
+    // Wait with poll, then accept: a blocked accept would hold the program's next descriptor
+    // number (the kernel reserves it before it waits).
+    loop {
+        if !ipc::wait_readable(listener, -1).unwrap_or(false) {
+            continue;
+        }
+        let Ok(conn) = ipc::accept(listener) else { continue };
         let mut request = [0u8; 17];
         if ipc::wait_readable(conn, 1000).unwrap_or(false) && ipc::read_exact(conn, &mut request).is_ok() {
             let key = (
                 u64::from_ne_bytes(request[1..9].try_into().unwrap_or_default()),
                 u64::from_ne_bytes(request[9..].try_into().unwrap_or_default()),
             );
-            let reply = match request[0] {
-                x if x == Ask::HandOver as u8 => hand_over(key),
+            let (first, second) = match request[0] {
+                x if x == Ask::HandOver as u8 => (hand_over(key), 0),
                 x if x == Ask::Size as u8 => size_here(key),
-                _ => NOT_HERE,
+                _ => (NOT_HERE, 0),
             };
-            let _ = ipc::send_all(conn, &reply.to_ne_bytes());
+            let mut reply = [0u8; 16];
+            reply[..8].copy_from_slice(&first.to_ne_bytes());
+            reply[8..].copy_from_slice(&second.to_ne_bytes());
+            let _ = ipc::send_all(conn, &reply);
         }
         let _ = sys::close(conn);
     }
@@ -267,12 +280,12 @@ fn hand_over(key: (u64, u64)) -> u64 {
     0
 }
 
-fn size_here(key: (u64, u64)) -> u64 {
-    let Some(inode) = table::find_inode(key) else { return NOT_HERE };
+fn size_here(key: (u64, u64)) -> (u64, u64) {
+    let Some(inode) = table::find_inode(key) else { return (NOT_HERE, 0) };
     let state = inode.read();
     match &*state {
-        State::Engine(engine) => engine.size(),
-        State::Kernel => NOT_HERE,
+        State::Engine(engine) => (engine.size(), inode.modified_ns.load(Relaxed)),
+        State::Kernel => (NOT_HERE, 0),
     }
 }
 
