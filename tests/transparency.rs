@@ -177,7 +177,6 @@ fn links_into_the_managed_directory() {
 }
 
 #[test]
-#[ignore = "nvmmio bug: a file open through a path outside the managed directory (a hard link) and then through its managed path is served by the kernel and the engine at once: neither descriptor sees the other's writes"]
 fn one_file_open_through_a_managed_and_an_unmanaged_link() {
     same_both_ways(
         "echo 0123456789 > f && ln f ../u/f
@@ -198,7 +197,6 @@ PY",
 }
 
 #[test]
-#[ignore = "nvmmio bug: its share thread waits in accept4, which holds the lowest free descriptor number: the program's next open skips it and dup2 onto it fails with EBUSY (dash: `exec 3<> f` after a command wrote a managed file)"]
 fn descriptor_numbers_as_in_the_kernel() {
     // The sleep lets nvmmio's thread reach accept4 whenever it will; the kernel's numbers
     // do not depend on it.
@@ -355,7 +353,6 @@ fn python_file_objects() {
 }
 
 #[test]
-#[ignore = "nvmmio bug: on disk (ext2/3; tmpfs is right) a file opened O_RDWR|O_APPEND (Python's a+) gets its last block appended again at close: the checkpoint pwrite()s through a dup of the O_APPEND descriptor"]
 fn python_read_append_modes() {
     same_both_ways(
         "printf 'new\\ncontent\\n' > f && /usr/bin/python3 -c 'open(\"f\", \"a+\").write(\"app\\n\")' && od -c f
@@ -395,7 +392,6 @@ fn tar_archives_and_extracts_in_a_managed_directory() {
 }
 
 #[test]
-#[ignore = "nvmmio bug: times set with futimens/utimensat on a file with served writes (tar xf, os.utime(fd)) are lost: fstat reports the last write's time instead, and the close's checkpoint moves mtime to now"]
 fn extracted_files_keep_their_modification_times() {
     same_both_ways(
         "mkdir -p src && seq 1 30000 > src/nums && echo hi > src/hi && touch -d '2020-01-01 00:00:00' src/nums src/hi
@@ -449,13 +445,11 @@ fn transfers_over_2_gib_are_capped_as_in_the_kernel() {
 }
 
 #[test]
-#[ignore = "nvmmio bug: RLIMIT_FSIZE is not applied to files the engine serves (writes past it succeed, the checkpoint then cuts them off), and a child at its limit is killed by nvmmio's own log fallocate at open"]
 fn file_size_limit_as_in_the_kernel() {
     limits_both_ways("fsize");
 }
 
 #[test]
-#[ignore = "nvmmio bug: with `ulimit -f` below 64 KiB, opening any file in a managed directory (even `cat f`) kills the process with SIGXFSZ (nvmmio's fallocate of its log)"]
 fn shell_under_a_small_file_size_limit() {
     same_both_ways(
         "echo hi > f

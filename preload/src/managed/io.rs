@@ -493,6 +493,28 @@ fn managed_by_path(dirfd: i32, path: usize) -> Option<(Arc<Inode>, u64, Result<(
     Some((inode, st.st_size as u64, writable))
 }
 
+/// Before the program sets the times of the file a path names: if this process serves it,
+/// its logged data goes into the file first (a checkpoint would move the times later); if
+/// another does, that one hands it to the kernel.
+pub fn checkpoint_by_path(dirfd: i32, path: usize, stat_flags: i32) {
+    let mut name = [0u8; 4096];
+    let Ok(cpath) = usercopy::copy_cstr_from_user(path, &mut name) else { return };
+    let Ok(st) = sys::stat_at(dirfd, cpath, stat_flags) else { return };
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return;
+    }
+    match table::find_inode((st.st_dev, st.st_ino)) {
+        Some(inode) => {
+            if let State::Engine(engine) = &mut *inode.lock() {
+                let _ = engine.checkpoint();
+            }
+            // Served writes before the times set no longer count as later.
+            inode.modified_ns.store(0, std::sync::atomic::Ordering::Relaxed);
+        }
+        None => super::hand_over_elsewhere((st.st_dev, st.st_ino)),
+    }
+}
+
 /// `truncate(path, len)` of a managed file, served by the engine: the kernel must not cut the
 /// data file under the log (committed bytes there may still be needed by a crash). The
 /// permission checks are the kernel's: the file is opened for writing first. `None`: not a

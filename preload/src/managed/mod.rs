@@ -90,6 +90,7 @@ pub fn init(settings: &Settings) -> bool {
     sys::set_close_hook(reserved_fd::unreserve);
     crate::ffi::at_fork(fork_prepare, fork_parent, fork_child);
     let stats_fd = if settings.stats { reserved_fd::reserve_copy(2).unwrap_or(-1) } else { -1 };
+    note_file_size_limit();
     let devs = dirs.iter().map(|d| cstring(d.clone()).and_then(|c| sys::stat(&c)).map_or(0, |st| st.st_dev)).collect();
     let in_place_on_disks = settings.in_place_on_disks;
     CONFIG.set(Config { dirs, devs, engine: settings.engine, in_place_on_disks, stats_fd }).is_ok()
@@ -145,6 +146,12 @@ pub const WATCHED: &[i64] = &[
     libc::SYS_execveat,
     libc::SYS_exit_group,
     libc::SYS_rt_sigaction,
+    libc::SYS_setrlimit,
+    libc::SYS_prlimit64,
+    libc::SYS_utimensat,
+    libc::SYS_utimes,
+    libc::SYS_utime,
+    libc::SYS_futimesat,
 ];
 
 /// Decides a call before it runs.
@@ -237,6 +244,42 @@ pub fn before(nr: usize, args: [usize; 6]) -> Plan {
             print_stats();
             Plan::Kernel
         }
+        // A finite file size limit: the kernel serves every file from then on (it applies the
+        // limit, and nvmmio's logs must not meet it: SIGXFSZ).
+        libc::SYS_setrlimit if args[0] as u32 == libc::RLIMIT_FSIZE => {
+            if limits_file_size(args[1]) {
+                hand_all_to_kernel();
+            }
+            Plan::KernelThen
+        }
+        libc::SYS_prlimit64 if args[1] as u32 == libc::RLIMIT_FSIZE && args[2] != 0 => {
+            let pid = args[0] as i32;
+            if (pid == 0 || pid == sys::getpid()) && limits_file_size(args[2]) {
+                hand_all_to_kernel();
+            }
+            Plan::KernelThen
+        }
+        // Times set by the program: written data first (a checkpoint would move mtime later),
+        // and the engine's own modification time forgotten.
+        libc::SYS_utimensat if args[1] == 0 => match table::get(fd0) {
+            Some(file) => {
+                file.inode.modified_ns.store(0, Relaxed);
+                kernel_on_checkpointed(&[fd0])
+            }
+            None => Plan::Kernel,
+        },
+        libc::SYS_utimensat => {
+            io::checkpoint_by_path(fd0, args[1], args[3] as i32 & (libc::AT_SYMLINK_NOFOLLOW | libc::AT_EMPTY_PATH));
+            Plan::Kernel
+        }
+        libc::SYS_futimesat => {
+            io::checkpoint_by_path(fd0, args[1], 0);
+            Plan::Kernel
+        }
+        libc::SYS_utimes | libc::SYS_utime => {
+            io::checkpoint_by_path(libc::AT_FDCWD, args[0], 0);
+            Plan::Kernel
+        }
         libc::SYS_rt_sigaction => match usercopy::program_sigaction(args[0] as i32, args[1], args[2]) {
             Some(result) => Plan::Served(result),
             None => Plan::Kernel,
@@ -291,6 +334,7 @@ pub fn after(nr: usize, args: [usize; 6], result: isize) {
             }
             _ => {}
         },
+        libc::SYS_setrlimit | libc::SYS_prlimit64 => note_file_size_limit(),
         libc::SYS_fstat => io::patch_stat(args[1]),
         libc::SYS_stat | libc::SYS_lstat => io::patch_stat(args[1]),
         libc::SYS_newfstatat => io::patch_stat(args[2]),
@@ -382,6 +426,31 @@ fn size_elsewhere(key: (u64, u64)) -> Option<(u64, u64)> {
     dirs.find_map(|(dir, &dev)| if dev == key.0 { share::size_elsewhere(dir, key) } else { None })
 }
 
+/// RLIMIT_FSIZE is finite: no file is served by the engine.
+static FILE_SIZE_LIMITED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Reads the process's file size limit into [`FILE_SIZE_LIMITED`].
+fn note_file_size_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let a = [0, libc::RLIMIT_FSIZE as usize, 0, &mut limit as *mut libc::rlimit as usize, 0, 0];
+    if Errno::result(crate::dispatch::run(libc::SYS_prlimit64 as usize, a)).is_ok() {
+        FILE_SIZE_LIMITED.store(limit.rlim_cur != libc::RLIM_INFINITY, Relaxed);
+    }
+}
+
+/// Whether the `struct rlimit` the program passes at `addr` limits the file size.
+fn limits_file_size(addr: usize) -> bool {
+    let mut raw = [0u8; 8];
+    usercopy::copy_from_user(&mut raw, addr).is_ok() && u64::from_ne_bytes(raw) != libc::RLIM_INFINITY
+}
+
+/// Every file to the kernel (a file size limit is coming).
+fn hand_all_to_kernel() {
+    for inode in table::all_inodes() {
+        hand_to_kernel(&inode);
+    }
+}
+
 /// If another process serves file `key` with the engine, asks it to hand the file to the
 /// kernel (before a truncate by path or an O_TRUNC open here).
 fn hand_over_elsewhere(key: (u64, u64)) {
@@ -403,6 +472,9 @@ fn opened(fd: i32, flags: i32) {
     if st.st_mode & libc::S_IFMT != libc::S_IFREG {
         return;
     }
+    if FILE_SIZE_LIMITED.load(Relaxed) {
+        return;
+    }
     let key = (st.st_dev, st.st_ino);
     // One thread at a time decides how a file is served (two threads opening a new file at once
     // must not both set it up).
@@ -420,6 +492,11 @@ fn opened(fd: i32, flags: i32) {
             let Some(dir) = managed_dir_of(fd, config) else {
                 return;
             };
+            // A file with other links may be open through a path outside the managed
+            // directory too, served by the kernel there: the kernel serves it here as well.
+            if st.st_nlink > 1 {
+                return;
+            }
             match share::join(dir, key) {
                 Ok(share::Role::Owner) => match open_inode(fd, &st, dir, flags, config) {
                     Ok(inode) => {
@@ -564,12 +641,10 @@ fn drain_pool() {
 /// one is open for reading and writing), its log, and recovery of what a crash left.
 fn open_inode(fd: i32, st: &libc::stat, dir: &str, flags: i32, config: &Config) -> Result<Arc<Inode>, Errno> {
     let key = (st.st_dev, st.st_ino);
-    let data_fd = if flags & libc::O_ACCMODE == libc::O_RDWR {
-        reserved_fd::reserve_copy(fd)?
-    } else {
-        let reopen = cstring(format!("/proc/self/fd/{fd}"))?;
-        reserved_fd::reserve(sys::openat(libc::AT_FDCWD, &reopen, libc::O_RDWR | libc::O_CLOEXEC, 0)?)?
-    };
+    // A file description of our own: a copy of the program's would share its O_APPEND (set at
+    // open or later with F_SETFL), under which every pwrite appends.
+    let reopen = cstring(format!("/proc/self/fd/{fd}"))?;
+    let data_fd = reserved_fd::reserve(sys::openat(libc::AT_FDCWD, &reopen, libc::O_RDWR | libc::O_CLOEXEC, 0)?)?;
     let (log, log_path) = match acquire_log(dir, key, LogKind::Main) {
         Ok(l) => l,
         Err(e) => {
