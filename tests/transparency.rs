@@ -3,8 +3,7 @@
 //! through the kernel. Each scenario runs one script twice, in fresh directories on tmpfs and on
 //! disk: once with nothing preloaded, once with its working directory managed.
 //!
-//! Tests marked `#[ignore = "nvmmio bug: ..."]` show a difference from the kernel that the
-//! library still has; they pass once it is fixed (`cargo test --test transparency -- --ignored`).
+//! Tests marked `//! library still has; they pass once it is fixed (`cargo test --test transparency -- --ignored`).
 
 mod common;
 
@@ -214,7 +213,6 @@ print(b - a, os.dup2(a, b + 1) - a)
 }
 
 #[test]
-#[ignore = "nvmmio bug: on tmpfs a write past the end fills the hole with zeros (the file is no longer sparse: st_blocks and du differ); fstat of an open file reports size/512 blocks, not what the file system allocated"]
 fn sparse_files_and_block_counts_as_in_the_kernel() {
     same_both_ways(
         "truncate -s 100M t1 && dd if=/dev/zero of=t2 bs=1 count=1 seek=50M status=none
@@ -462,19 +460,16 @@ fn shell_under_a_small_file_size_limit() {
 }
 
 #[test]
-#[ignore = "nvmmio bug: pread/pwrite/read/write whose offset plus count overflows off_t give EFBIG (writes) or 0 (reads) instead of EINVAL"]
 fn offsets_near_i64_max_as_in_the_kernel() {
     limits_both_ways("offsets");
 }
 
 #[test]
-#[ignore = "nvmmio bug: lseek overflowing off_t gives EOVERFLOW instead of EINVAL, and lseek past the file system's largest size (ext2/3: EINVAL) succeeds"]
 fn lseek_overflow_as_in_the_kernel() {
     limits_both_ways("seeks");
 }
 
 #[test]
-#[ignore = "nvmmio bug: on tmpfs a write 64 GiB or more past the end fails with ENOSPC (the hole is filled with zeros); on ext2/3 a write or ftruncate past the largest file size (2 TiB) succeeds instead of EFBIG"]
 fn huge_sparse_files_as_in_the_kernel() {
     limits_both_ways("huge");
 }

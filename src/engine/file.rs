@@ -315,6 +315,19 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         self.size
     }
 
+    /// The 512-byte blocks the file would have through the kernel, given the data file's
+    /// (`data_blocks`): without the room kept for appends past the size, with the logged blocks
+    /// past the data file's end.
+    pub fn blocks(&self, data_blocks: u64) -> u64 {
+        let data_len = self.data.size().unwrap_or(0);
+        let padding = data_len.saturating_sub(self.size.next_multiple_of(BLOCK)) / 512;
+        let end = data_len.div_ceil(BLOCK);
+        let frozen = self.frozen.as_ref().map_or(&[][..], |f| &f.blocks[..]);
+        let logged_past = self.index.keys().filter(|&&b| b >= end).count()
+            + frozen.iter().filter(|&&(b, _)| b >= end && !self.index.contains_key(&b)).count();
+        data_blocks.saturating_sub(padding) + logged_past as u64 * (BLOCK / 512)
+    }
+
     /// Whether reads can run with the file shared (`&self`) without a system call; else
     /// [`ManagedFile::prepare_reads`] makes it so.
     pub fn reads_ready(&self) -> bool {
@@ -447,6 +460,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
                 }
                 let to = end.min((run_end + 1) * BLOCK);
                 let n = (to - from) as usize;
+                self.allocate_logged_gap(block_start)?;
                 let copied = self.data.write_in_place(from, n, fill)?;
                 self.in_place_dirty = true;
                 stats::BYTES_IN_PLACE.fetch_add(copied as u64, Relaxed);
@@ -508,6 +522,19 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
             && from >= self.settings.in_place_from
             && !self.index.contains_key(&block)
             && self.frozen.as_ref().is_none_or(|f| f.slot(block).is_none())
+    }
+
+    /// Before a store in place at `at`: if the data file ends before it and every block in
+    /// between is logged (the first blocks of a new file, say), allocate them too, so the data
+    /// file has no hole there (it would be filled at checkpoint anyway). A gap the program left
+    /// stays a hole.
+    fn allocate_logged_gap(&mut self, at: u64) -> Result<(), Errno> {
+        let data_len = self.data.size()?;
+        let logged = |b: &u64| self.index.contains_key(b) || self.frozen.as_ref().is_some_and(|f| f.slot(*b).is_some());
+        if data_len < at && (data_len / BLOCK..at / BLOCK).all(|b| logged(&b)) {
+            self.data.prepare_bulk(&[(data_len, at)])?;
+        }
+        Ok(())
     }
 
     /// Whether writing `block` from `from` on takes a new log slot.

@@ -45,11 +45,15 @@ impl MappedStorage {
     /// mapped stay.
     fn ensure_mapped(&mut self, end: usize) -> Result<(), Errno> {
         let size = end.max(self.len as usize).next_power_of_two().max(64 << 10);
-        let map = &mut self.map;
-        match map.as_mut() {
-            Some(m) if m.len() >= end => {}
+        if self.map.as_ref().is_some_and(|m| m.len() >= end) {
+            return Ok(());
+        }
+        // Populating maps every page for writing: in a hole that allocates it (a sparse file
+        // would be filled), so only for a file known to have none.
+        let populate = self.tmpfs && self.allocated_prefix(self.len)? >= self.len;
+        match self.map.as_mut() {
             Some(m) => m.grow(size, false)?,
-            None => *map = Some(Mapping::map(self.fd, size, false, self.tmpfs)?),
+            None => self.map = Some(Mapping::map(self.fd, size, false, populate)?),
         }
         Ok(())
     }
@@ -57,13 +61,15 @@ impl MappedStorage {
     /// Extends the file to at least `end` with its blocks allocated, leaving room for the
     /// appends to come (a step proportional to the file, 4 KiB to 64 MiB), so that appending
     /// takes a system call only now and then.
-    fn allocate_to(&mut self, end: u64) -> Result<(), Errno> {
+    fn allocate_to(&mut self, from: u64, end: u64) -> Result<(), Errno> {
         let step = (self.len / 8).clamp(4 << 10, 64 << 20);
         let roomy = end.max(self.len + step).next_multiple_of(4096);
-        let hole_free = self.hole_free_to >= self.len;
-        if sys::fallocate(self.fd, self.len, roomy - self.len).is_err() {
+        // From the write's first page: a hole before it stays a hole (sparse files stay sparse).
+        let start = self.len.max(from & !4095);
+        let hole_free = self.hole_free_to >= start;
+        if sys::fallocate(self.fd, start, roomy - start).is_err() {
             // Maybe no room for the extra: exactly what is needed, or the error.
-            sys::fallocate(self.fd, self.len, end - self.len)?;
+            sys::fallocate(self.fd, start, end - start)?;
             self.len = end;
         } else {
             self.len = roomy;
@@ -170,9 +176,15 @@ impl Storage for MappedStorage {
         fill: &mut dyn FnMut(&mut [u8]) -> usize,
     ) -> Result<usize, Errno> {
         let end = offset + len as u64;
-        let allocated_from = self.len;
+        let allocated_from = self.len.max(offset & !4095);
         if end > self.len {
-            self.allocate_to(end)?;
+            self.allocate_to(offset, end)?;
+        } else if end > self.allocated_prefix(end)? {
+            // Inside the file, maybe in a hole: a store there must not fault (SIGBUS on ENOSPC).
+            sys::fallocate(self.fd, offset, end - offset)?;
+            if offset <= self.hole_free_to {
+                self.hole_free_to = end;
+            }
         }
         self.ensure_mapped(self.len as usize)?;
         let map = self.map.as_mut().expect("mapped above");

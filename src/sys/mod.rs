@@ -291,6 +291,26 @@ pub fn lseek(fd: i32, offset: i64, whence: i32) -> Result<u64, Errno> {
     plain(libc::SYS_lseek, [fd as usize, offset as usize, whence as usize, 0, 0, 0]).map(|o| o as u64)
 }
 
+/// The largest offset `lseek` accepts on `fd`: its file system's largest file size (the
+/// kernel's `s_maxbytes`), found by bisection. Moves `fd`'s offset: for nvmmio's own ones.
+pub fn largest_file_size(fd: i32) -> u64 {
+    let fits = |offset: i64| lseek(fd, offset, libc::SEEK_SET).is_ok();
+    if fits(i64::MAX) {
+        return i64::MAX as u64;
+    }
+    let (mut ok, mut too_far) = (0i64, i64::MAX);
+    while too_far - ok > 1 {
+        let mid = ok + (too_far - ok) / 2;
+        if fits(mid) {
+            ok = mid;
+        } else {
+            too_far = mid;
+        }
+    }
+    let _ = lseek(fd, 0, libc::SEEK_SET);
+    ok as u64
+}
+
 /// Whether `fd` is on tmpfs (memory only: nothing there survives a power loss, so there is
 /// nothing to write back, and a process kill keeps what is in memory).
 pub fn on_tmpfs(fd: i32) -> bool {

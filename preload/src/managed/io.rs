@@ -235,6 +235,8 @@ fn serve_engine(nr: usize, args: [usize; 6], file: &Arc<OpenFile>, engine: &mut 
         libc::SYS_ftruncate => {
             if !file.writable() || (a[1] as i64) < 0 {
                 err(libc::EINVAL)
+            } else if a[1] as u64 > file.inode.max_size {
+                err(libc::EFBIG)
             } else {
                 match engine.truncate(a[1] as u64) {
                     Ok(()) => 0,
@@ -259,15 +261,26 @@ fn checked(allowed: bool, bufs: Result<Vec<Buf>, Errno>, at: Option<i64>) -> Res
     bufs.map_err(Errno::to_raw)
 }
 
+/// Whether a transfer of `bufs` at `offset` would end past the largest offset there is (the
+/// kernel's EINVAL, before any other check of the offset).
+fn overflows(offset: u64, bufs: &[Buf]) -> bool {
+    let total: u64 = bufs.iter().map(|b| b.len as u64).sum();
+    offset.checked_add(total).is_none_or(|end| end > i64::MAX as u64)
+}
+
 fn read_at_pos(engine: &Engine, file: &OpenFile, bufs: Result<Vec<Buf>, Errno>, at: Option<i64>) -> isize {
     let bufs = match checked(file.readable(), bufs, at) {
         Ok(b) => b,
         Err(r) => return r,
     };
     match at {
+        Some(off) if overflows(off as u64, &bufs) => err(libc::EINVAL),
         Some(off) => result(read_into(engine, off as u64, &bufs)),
         None => {
             let mut pos = file.lock_pos();
+            if overflows(*pos, &bufs) {
+                return err(libc::EINVAL);
+            }
             let r = read_into(engine, *pos, &bufs);
             if let Ok(n) = r {
                 *pos += n as u64;
@@ -288,15 +301,23 @@ fn write_at_pos(
         Ok(b) => b,
         Err(r) => return r,
     };
+    let max = file.inode.max_size;
     match at {
         // Linux appends pwrite on an O_APPEND descriptor at the end, whatever the offset.
         Some(off) => {
             let off = if file.append() || append { engine.size() } else { off as u64 };
-            result(write_from(engine, off, &bufs))
+            match within_limit(off, bufs, max) {
+                Ok(bufs) => result(write_from(engine, off, &bufs)),
+                Err(r) => r,
+            }
         }
         None => {
             let mut pos = file.lock_pos();
             let off = if file.append() || append { engine.size() } else { *pos };
+            let bufs = match within_limit(off, bufs, max) {
+                Ok(b) => b,
+                Err(r) => return r,
+            };
             let r = write_from(engine, off, &bufs);
             if let Ok(n) = r {
                 *pos = off + n as u64;
@@ -304,6 +325,24 @@ fn write_at_pos(
             result(r)
         }
     }
+}
+
+/// The kernel's limits on a write at `offset`: EINVAL if it would end past the largest
+/// offset, EFBIG if it starts at or past the largest file size `max`, else cut short there.
+fn within_limit(offset: u64, mut bufs: Vec<Buf>, max: u64) -> Result<Vec<Buf>, isize> {
+    if overflows(offset, &bufs) {
+        return Err(err(libc::EINVAL));
+    }
+    let total: u64 = bufs.iter().map(|b| b.len as u64).sum();
+    if total > 0 && offset >= max {
+        return Err(err(libc::EFBIG));
+    }
+    let mut room = max - offset.min(max);
+    for b in &mut bufs {
+        b.len = b.len.min(room.min(usize::MAX as u64) as usize);
+        room -= b.len as u64;
+    }
+    Ok(bufs)
 }
 
 fn seek(engine: &Engine, file: &OpenFile, offset: i64, whence: i32) -> isize {
@@ -320,12 +359,12 @@ fn seek(engine: &Engine, file: &OpenFile, offset: i64, whence: i32) -> isize {
         _ => return err(libc::EINVAL),
     };
     match target {
-        Some(t) if t >= 0 => {
+        Some(t) if t >= 0 && t as u64 <= file.inode.max_size => {
             *pos = t as u64;
             t as isize
         }
-        Some(_) => err(libc::EINVAL),
-        None => err(libc::EOVERFLOW),
+        // Past the largest file size, or past the largest offset.
+        _ => err(libc::EINVAL),
     }
 }
 
@@ -349,13 +388,17 @@ pub fn pull_from_kernel(fd: i32, file: &OpenFile) {
     let _ = engine.reload();
 }
 
-/// The logical size of a managed file, if (dev, ino) is one, and when a served call last
-/// changed it (ns since the epoch, 0 if none has).
-fn managed_size(dev: u64, ino: u64) -> Option<(u64, u64)> {
-    let inode = table::find_inode((dev, ino))?;
+/// If `key` is a file this process serves: its logical size, when a served call last changed
+/// it (ns since the epoch, 0 if none has), and its blocks given the data file's.
+fn managed_state(key: (u64, u64), data_blocks: u64) -> Option<(u64, u64, u64)> {
+    let inode = table::find_inode(key)?;
     let state = inode.read();
     match &*state {
-        State::Engine(engine) => Some((engine.size(), inode.modified_ns.load(std::sync::atomic::Ordering::Relaxed))),
+        State::Engine(engine) => Some((
+            engine.size(),
+            inode.modified_ns.load(std::sync::atomic::Ordering::Relaxed),
+            engine.blocks(data_blocks),
+        )),
         State::Kernel => None,
     }
 }
@@ -417,10 +460,10 @@ pub fn patch_statx(addr: usize) {
 /// that needs), and the time a served call last changed it if the kernel's is older, into the
 /// stat structure at `addr` (whose bytes as the kernel filled them are `st`).
 fn write_logical_state(addr: usize, st: &[u8], key: (u64, u64), fields: &StatFields) {
-    let here = managed_size(key.0, key.1);
-    let Some((size, modified_ns)) = here.or_else(|| super::size_elsewhere(key)) else { return };
     let u64_at = |off: usize| u64::from_ne_bytes(st[off..off + 8].try_into().unwrap());
-    let blocks = u64_at(fields.blocks).max(size.div_ceil(512));
+    let here = managed_state(key, u64_at(fields.blocks));
+    let elsewhere = || super::size_elsewhere(key).map(|(size, at)| (size, at, u64_at(fields.blocks)));
+    let Some((size, modified_ns, blocks)) = here.or_else(elsewhere) else { return };
     let _ = usercopy::copy_to_user(addr + fields.size, &size.to_ne_bytes());
     let _ = usercopy::copy_to_user(addr + fields.blocks, &blocks.to_ne_bytes());
     let (sec, nsec) = ((modified_ns / 1_000_000_000) as i64, modified_ns % 1_000_000_000);
@@ -526,6 +569,9 @@ pub fn truncate_by_path(path: usize, len: i64) -> Option<isize> {
     }
     if let Err(e) = writable {
         return Some(e.to_raw());
+    }
+    if len as u64 > inode.max_size {
+        return Some(err(libc::EFBIG));
     }
     let mut state = inode.lock();
     let State::Engine(engine) = &mut *state else { return None };

@@ -426,6 +426,19 @@ fn size_elsewhere(key: (u64, u64)) -> Option<(u64, u64)> {
     dirs.find_map(|(dir, &dev)| if dev == key.0 { share::size_elsewhere(dir, key) } else { None })
 }
 
+/// The largest file size on device `dev` (probed once per device with `fd`, a descriptor of
+/// our own on it).
+fn largest_file_size(dev: u64, fd: i32) -> u64 {
+    static KNOWN: Mutex<Vec<(u64, u64)>> = Mutex::new(Vec::new());
+    let mut known = KNOWN.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(&(_, max)) = known.iter().find(|(d, _)| *d == dev) {
+        return max;
+    }
+    let max = sys::largest_file_size(fd);
+    known.push((dev, max));
+    max
+}
+
 /// RLIMIT_FSIZE is finite: no file is served by the engine.
 static FILE_SIZE_LIMITED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -680,6 +693,7 @@ fn open_inode(fd: i32, st: &libc::stat, dir: &str, flags: i32, config: &Config) 
         state: std::sync::RwLock::new(State::Engine(Box::new(engine))),
         parked_fd: std::sync::atomic::AtomicI32::new(-1),
         modified_ns: AtomicU64::new(0),
+        max_size: largest_file_size(key.0, data_fd),
     }))
 }
 

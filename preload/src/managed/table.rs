@@ -37,6 +37,8 @@ pub struct Inode {
     /// When a served call last changed the file (ns since the epoch; 0: none yet): `stat`
     /// reports it as mtime and ctime, which the kernel moves only when the data file changes.
     pub modified_ns: AtomicU64,
+    /// The file system's largest file size (past it writes fail with EFBIG, seeks with EINVAL).
+    pub max_size: u64,
 }
 
 impl Inode {
@@ -50,6 +52,7 @@ impl Inode {
             state: RwLock::new(State::Kernel),
             parked_fd: AtomicI32::new(-1),
             modified_ns: AtomicU64::new(0),
+            max_size: i64::MAX as u64,
         }
     }
 
