@@ -321,6 +321,11 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
     pub fn blocks(&self, data_blocks: u64) -> u64 {
         let data_len = self.data.size().unwrap_or(0);
         let padding = data_len.saturating_sub(self.size.next_multiple_of(BLOCK)) / 512;
+        if self.size <= data_len {
+            // Every block below the size is in the data file's range (a stat must stay cheap:
+            // no walk over the index then).
+            return data_blocks.saturating_sub(padding);
+        }
         let end = data_len.div_ceil(BLOCK);
         let frozen = self.frozen.as_ref().map_or(&[][..], |f| &f.blocks[..]);
         let logged_past = self.index.keys().filter(|&&b| b >= end).count()
