@@ -336,3 +336,34 @@ fn a_process_without_nvmmio_sees_data_at_fsync_and_close() {
         plain.finish();
     });
 }
+
+/// A program started with posix_spawn (vfork) inherits the descriptors without FD_CLOEXEC and
+/// shares their offsets with the parent, which goes on writing after it: as through the kernel.
+#[test]
+fn spawned_programs_share_inherited_descriptors() {
+    let script = r#"
+import os, subprocess
+fd = os.open("f", os.O_RDWR | os.O_CREAT, 0o644)
+os.set_inheritable(fd, True)
+os.write(fd, b"parent;" * 20000)
+subprocess.run(["/bin/sh", "-c", f"printf child-wrote >&{fd}"], pass_fds=(fd,), check=True)
+os.write(fd, b"parent-again")
+print(os.lseek(fd, 0, 1), os.fstat(fd).st_size)
+print(os.pread(fd, 40, 139990))
+"#;
+    for base in [shm_dir(), tmp_dir()] {
+        let mut outputs = Vec::new();
+        for managed in [false, true] {
+            let dir = base.path().join(if managed { "managed" } else { "kernel" });
+            std::fs::create_dir_all(&dir).unwrap();
+            let mut cmd = Command::new(PYTHON);
+            cmd.args(["-c", script]).current_dir(&dir).env_remove("LD_PRELOAD");
+            if managed {
+                cmd.env("LD_PRELOAD", library()).env("NVMMIO_DIRS", &dir);
+            }
+            outputs.push((ok(&cmd.output().unwrap()), std::fs::read(dir.join("f")).unwrap()));
+        }
+        assert_eq!(outputs[0].0, outputs[1].0);
+        assert!(outputs[0].1 == outputs[1].1, "files differ");
+    }
+}

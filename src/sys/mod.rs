@@ -94,6 +94,12 @@ pub fn dup_cloexec_at_least(fd: i32, min: i32) -> Result<i32, Errno> {
     plain(libc::SYS_fcntl, a).map(|fd| fd as i32)
 }
 
+/// Whether `fd` is closed on exec (FD_CLOEXEC); an error counts as not.
+pub fn is_cloexec(fd: i32) -> bool {
+    plain(libc::SYS_fcntl, [fd as usize, libc::F_GETFD as usize, 0, 0, 0, 0])
+        .is_ok_and(|f| f as i32 & libc::FD_CLOEXEC != 0)
+}
+
 /// The file type bits (`S_IFMT`) of an open descriptor.
 pub fn file_type(fd: i32) -> Result<u32, Errno> {
     Ok(fstat(fd)?.st_mode & libc::S_IFMT)

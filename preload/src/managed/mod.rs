@@ -233,6 +233,13 @@ pub fn before(nr: usize, args: [usize; 6]) -> Plan {
         // hold current data and offsets first.
         libc::SYS_clone | libc::SYS_vfork => {
             checkpoint_all(true);
+            // The new program inherits every descriptor without FD_CLOEXEC: it shares those
+            // open file descriptions with us, as a forked child does.
+            for (fd, file) in table::all_fds() {
+                if !sys::is_cloexec(fd) {
+                    hand_to_kernel(&file.inode);
+                }
+            }
             Plan::Kernel
         }
         libc::SYS_exit_group => {
