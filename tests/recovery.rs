@@ -87,6 +87,21 @@ fn damaged_log_headers_are_reported_and_the_file_left_alone() {
     assert!(text.contains("damaged log") && text.contains("left as it was"), "{text}");
     assert_eq!(fs::read(dir.join("data")).unwrap(), before, "the data file must not change");
     assert!(logs[0].exists(), "the damaged log is kept for inspection");
+    // A program under nvmmio opening the file: the kernel serves it as it is, the exit summary
+    // says why, and the log stays.
+    let out = Command::new("/usr/bin/python3")
+        .args(["-c", "import sys; sys.stdout.write(str(len(open('data', 'rb').read())))"])
+        .current_dir(&dir)
+        .env("LD_PRELOAD", library())
+        .env("NVMMIO_DIRS", &dir)
+        .env("NVMMIO_STATS", "1")
+        .output()
+        .unwrap();
+    assert_eq!(ok(&out), before.len().to_string());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("1 files left to the kernel with a damaged log"), "{stderr}");
+    assert_eq!(fs::read(dir.join("data")).unwrap(), before, "the data file must not change");
+    assert!(logs[0].exists(), "the damaged log is kept");
 }
 
 #[test]

@@ -15,6 +15,8 @@ pub static CHECKPOINTS: AtomicU64 = AtomicU64::new(0);
 /// Checkpoints whose blocks the checkpoint thread wrote.
 pub static CHECKPOINTS_IN_BACKGROUND: AtomicU64 = AtomicU64::new(0);
 pub static RECOVERED_RECORDS: AtomicU64 = AtomicU64::new(0);
+/// Files left to the kernel because their log was found damaged at open.
+pub static DAMAGED_LOGS: AtomicU64 = AtomicU64::new(0);
 /// Largest log seen in use, in bytes.
 pub static LOG_PEAK: AtomicU64 = AtomicU64::new(0);
 
@@ -54,5 +56,9 @@ pub fn summary() -> String {
         human(LOG_PEAK.load(Relaxed)),
         RECOVERED_RECORDS.load(Relaxed)
     );
+    let damaged = DAMAGED_LOGS.load(Relaxed);
+    if damaged > 0 {
+        let _ = write!(s, ", {damaged} files left to the kernel with a damaged log (see `nvmmio recover`)");
+    }
     s
 }

@@ -688,9 +688,14 @@ fn open_inode(fd: i32, st: &libc::stat, dir: &str, flags: i32, config: &Config) 
             engine
         })
     } else {
-        ManagedFile::open_pair(storage, log, second.map(|(l, _)| l), settings)
-            .map(|(engine, _)| engine)
-            .map_err(|_| Errno(libc::EIO))
+        ManagedFile::open_pair(storage, log, second.map(|(l, _)| l), settings).map(|(engine, _)| engine).map_err(|e| {
+            // A damaged log is left as it is, for `nvmmio recover` to report; the kernel serves
+            // the file meanwhile.
+            if matches!(e, nvmmio_core::engine::log::OpenError::Damaged(_)) {
+                nvmmio_core::engine::stats::DAMAGED_LOGS.fetch_add(1, Relaxed);
+            }
+            Errno(libc::EIO)
+        })
     }?;
     Ok(Arc::new(Inode {
         key,
