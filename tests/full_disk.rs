@@ -1,21 +1,27 @@
-//! Full file systems: tests/programs/fill.c writes a file in a managed directory on a small
+//! Full file systems. tests/programs/fill.c writes a file in a managed directory on a small
 //! tmpfs (and on a loop-mounted ext4 image) until writes or fsyncs fail, checking every call as
 //! it goes (ENOSPC only; a failed call leaves the file as it was; no SIGBUS), then makes room
 //! and goes on; the file must end byte for byte as its model. Writers killed at random instants
-//! on a file system kept nearly full must recover (`nvmmio recover`, with the file system still
-//! full) to their last fsync plus whole later calls. Each scenario also runs through the kernel,
-//! which checks the checker.
+//! on a file system kept nearly full must recover (`nvmmio recover`) to their last fsync plus
+//! whole later calls (tests/full_disk/side.rs). tests/programs/enospc_cases.py holds the
+//! shortest case found for each bug. Every scenario also runs through the kernel, which checks
+//! the checker. Each test mounts its own file systems (root only) and unmounts them even when it
+//! fails.
 //!
 //! Tests marked `#[ignore = "nvmmio bug: ..."]` show bugs the library still has; they pass once
 //! it is fixed (`cargo test --release --test full_disk -- --ignored`).
 
 mod common;
+#[path = "full_disk/side.rs"]
+mod side;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use common::*;
+use side::{check_crash_image, parse_side, Side};
 
 /// A file system mounted for one test on a temporary directory, unmounted when dropped (also
 /// when the test panics).
@@ -28,12 +34,17 @@ struct Mount {
 
 impl Mount {
     /// A tmpfs of `size` (mount's syntax: "4m").
-    fn tmpfs(size: &str) -> Mount {
+    /// A small tmpfs; `None` (the test is skipped, and says so) where mounting is not allowed
+    /// (not root).
+    fn tmpfs(size: &str) -> Option<Mount> {
         let mut mount = Mount { dir: tmp_dir(), image: None, mounted: false };
         let options = format!("size={size}");
-        run(Command::new("mount").args(["-t", "tmpfs", "-o", &options, "tmpfs"]).arg(mount.path())).unwrap();
+        if let Err(why) = run(Command::new("mount").args(["-t", "tmpfs", "-o", &options, "tmpfs"]).arg(mount.path())) {
+            eprintln!("skipped: cannot mount a tmpfs here ({why})");
+            return None;
+        }
         mount.mounted = true;
-        mount
+        Some(mount)
     }
 
     /// An ext4 file system of `mib` MiB (4 KiB blocks, no reserved blocks) on a loop device, or
@@ -123,7 +134,11 @@ fn describe(out: &Output) -> String {
         Some(sig) => format!("killed by signal {sig}"),
         None => format!("exit status {:?}", out.status.code()),
     };
-    format!("{status}\nstdout: {}stderr: {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "{status}\nstdout: {}stderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 /// nvmmio's logs left in a managed directory (none once every file is closed and checkpointed).
@@ -132,17 +147,30 @@ fn logs_left(managed: &Path) -> Vec<String> {
     entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.contains(".log")).collect()
 }
 
+/// tests/programs/fill.c, compiled once per test into a scratch directory off the mounts
+/// (which also holds the model and side files).
+struct Fill {
+    scratch: tempfile::TempDir,
+    exe: PathBuf,
+}
+
+impl Fill {
+    fn new() -> Fill {
+        let scratch = shm_dir();
+        let exe = compile_c("fill", scratch.path());
+        Fill { scratch, exe }
+    }
+}
+
 // ---- Writing until the file system is full, then making room ----
 
 /// Runs `fill full` on `mount` (a filler of `filler_kib` KiB; `sizes` "mixed" or "one-block")
 /// and checks what it left: the data file, read through the kernel, equals the program's
 /// model exactly, and no log is left behind.
-fn fill_full(mount: &Mount, way: Way, sizes: &str, seed: u64, filler_kib: u64) {
-    let scratch = shm_dir();
-    let exe = compile_c("fill", scratch.path());
+fn fill_full(fill: &Fill, mount: &Mount, way: Way, sizes: &str, seed: u64, filler_kib: u64) {
     let managed = mount.subdir(&format!("m{seed}-{sizes}"));
-    let (data, model) = (managed.join("data"), scratch.path().join("model"));
-    let out = command(way, &exe, &managed)
+    let (data, model) = (managed.join("data"), fill.scratch.path().join("model"));
+    let out = command(way, &fill.exe, &managed)
         .arg("full")
         .arg(&data)
         .arg(managed.join("filler"))
@@ -171,12 +199,13 @@ fn fill_full(mount: &Mount, way: Way, sizes: &str, seed: u64, filler_kib: u64) {
 /// way), keeps its model, and the file matches it.
 #[test]
 fn fill_checks_itself_through_the_kernel() {
-    let mount = Mount::tmpfs("4m");
+    let fill = Fill::new();
+    let Some(mount) = Mount::tmpfs("4m") else { return };
     for (seed, sizes) in [(1, "mixed"), (2, "one-block")] {
-        fill_full(&mount, Way::Kernel, sizes, seed, 1024);
+        fill_full(&fill, &mount, Way::Kernel, sizes, seed, 1024);
     }
     if let Some(mount) = Mount::ext4(16) {
-        fill_full(&mount, Way::Kernel, "mixed", 3, 2048);
+        fill_full(&fill, &mount, Way::Kernel, "mixed", 3, 2048);
     }
 }
 
@@ -184,54 +213,262 @@ fn fill_checks_itself_through_the_kernel() {
 /// write cannot be cut in two. Checkpoints in the background make the log's room reusable.
 #[test]
 fn one_block_writes_on_a_full_tmpfs() {
-    let mount = Mount::tmpfs("4m");
+    let fill = Fill::new();
+    let Some(mount) = Mount::tmpfs("4m") else { return };
     for seed in 1..=3 {
-        fill_full(&mount, BACKGROUND, "one-block", seed, 1024);
+        fill_full(&fill, &mount, BACKGROUND, "one-block", seed, 1024);
     }
 }
 
 /// Writes of 100 B, 4 KiB and 100 KiB, appends and overwrites, under each setting.
 #[test]
-#[ignore = "nvmmio bug: a write of several blocks that fails with ENOSPC has already changed its first blocks"]
 fn mixed_writes_on_a_full_tmpfs() {
-    let mount = Mount::tmpfs("4m");
-    for (seed, way) in [(1, DEFAULTS), (2, BACKGROUND), (3, ALL_LOGGED)] {
-        fill_full(&mount, way, "mixed", seed, 1024);
+    let fill = Fill::new();
+    let Some(mount) = Mount::tmpfs("4m") else { return };
+    for (seed, way) in [(1, DEFAULTS), (2, BACKGROUND)] {
+        fill_full(&fill, &mount, way, "mixed", seed, 1024);
     }
+}
+
+/// The same with every write logged and checkpoints in the background every 256 KiB.
+#[test]
+#[ignore = "nvmmio bug: now and then (about 1 run in 7 here) the file read back after close differs from what \
+            the program wrote, with every write logged and background checkpoints failing with ENOSPC"]
+fn mixed_logged_writes_on_a_full_tmpfs() {
+    let fill = Fill::new();
+    let Some(mount) = Mount::tmpfs("4m") else { return };
+    fill_full(&fill, &mount, ALL_LOGGED, "mixed", 3, 1024);
 }
 
 /// Once the file system ran full, removing a 1 MiB file must let small overwrites go on.
 #[test]
-#[ignore = "nvmmio bug: a log that cannot double its size gives ENOSPC forever (no checkpoint to reuse it)"]
 fn room_made_after_enospc_is_used() {
-    let mount = Mount::tmpfs("4m");
-    fill_full(&mount, DEFAULTS, "one-block", 1, 1024);
+    let fill = Fill::new();
+    let Some(mount) = Mount::tmpfs("4m") else { return };
+    fill_full(&fill, &mount, DEFAULTS, "one-block", 1, 1024);
 }
 
 /// Every write logged, checkpoints in the background: the checkpoint thread runs out of room.
 #[test]
-#[ignore = "nvmmio bug: a background checkpoint that fails for lack of room drops the frozen log (reads give \
-            zeros, EFAULT or SIGBUS; fsynced data lost)"]
+#[ignore = "nvmmio bug: now and then an fsync fails with ENOSPC even after the program made room: a file's two \
+            logs (grown by doubling) and the blocks an fsync publishes need more room than the kernel does"]
 fn background_checkpoints_on_a_full_tmpfs() {
-    let mount = Mount::tmpfs("4m");
+    let fill = Fill::new();
+    let Some(mount) = Mount::tmpfs("4m") else { return };
     for seed in 1..=4 {
-        fill_full(&mount, ALL_LOGGED, "one-block", seed, 1024);
+        fill_full(&fill, &mount, ALL_LOGGED, "one-block", seed, 1024);
     }
 }
 
 #[test]
 fn one_block_writes_on_a_full_ext4() {
     let Some(mount) = Mount::ext4(16) else { return };
+    let fill = Fill::new();
     for seed in 1..=2 {
-        fill_full(&mount, DEFAULTS, "one-block", seed, 2048);
+        fill_full(&fill, &mount, DEFAULTS, "one-block", seed, 2048);
     }
 }
 
 #[test]
-#[ignore = "nvmmio bug: a write of several blocks that fails with ENOSPC has already changed its first blocks"]
+#[ignore = "nvmmio bug: on ext4, after the program deletes a filler file to make room, an fsync can still fail with ENOSPC (not reproduced through the kernel)"]
 fn mixed_writes_on_a_full_ext4() {
     let Some(mount) = Mount::ext4(16) else { return };
+    let fill = Fill::new();
     for (seed, way) in [(1, DEFAULTS), (2, BACKGROUND)] {
-        fill_full(&mount, way, "mixed", seed, 2048);
+        fill_full(&fill, &mount, way, "mixed", seed, 2048);
+    }
+}
+
+/// Every write logged, checkpoints in the background, on ext4.
+#[test]
+fn background_checkpoints_on_a_full_ext4() {
+    let Some(mount) = Mount::ext4(16) else { return };
+    let fill = Fill::new();
+    for seed in 1..=2 {
+        fill_full(&fill, &mount, BACKGROUND, "one-block", seed, 2048);
+    }
+}
+
+// ---- Killed while the file system is full ----
+
+/// When `nvmmio recover` runs after the kill.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Recover {
+    /// With the file system as full as the writer left it.
+    WhileFull,
+    /// After the filler files are removed.
+    WithRoom,
+}
+
+/// Runs `fill crash` in a managed directory of a fresh 4 MiB tmpfs kept nearly full, kills it
+/// after `ms` milliseconds, runs `nvmmio recover`, and checks the file. Returns the side file's
+/// record.
+fn crash_round(fill: &Fill, way: Way, sizes: &str, recover: Recover, seed: u64, ms: u64) -> Option<Side> {
+    let mount = Mount::tmpfs("4m")?;
+    let scratch = fill.scratch.path();
+    let exe = &fill.exe;
+    let (managed, fillers) = (mount.subdir("managed"), mount.subdir("fill"));
+    let side_path = scratch.join("side");
+    let what = format!("{way:?}, {sizes} writes, seed {seed}, killed after {ms} ms");
+    let mut child = command(way, exe, &managed)
+        .arg("crash")
+        .arg(managed.join("data"))
+        .arg(&fillers)
+        .arg(&side_path)
+        .arg(seed.to_string())
+        .arg(sizes)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(ms));
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(libc::SIGKILL), "{what}: ended before the kill: {}", describe(&out));
+    let side = parse_side(&fs::read_to_string(&side_path).unwrap_or_default());
+    assert!(side.other_errors.is_empty(), "{what}: bugs noted: {:?}", side.other_errors);
+    if recover == Recover::WithRoom {
+        fs::remove_dir_all(&fillers).unwrap();
+    }
+    if let Way::Nvmmio(_) = way {
+        let rec = nvmmio_cmd(scratch, &["recover", managed.to_str().unwrap()]);
+        assert!(rec.status.success(), "{what}: nvmmio recover ({recover:?}): {}", describe(&rec));
+    }
+    let got = fs::read(managed.join("data")).unwrap_or_default();
+    check_crash_image(&got, &side, matches!(way, Way::Kernel), &what);
+    Some(side)
+}
+
+/// Kill points spread over the run (start-up under the preload takes about 75 ms).
+fn crash_rounds(ways: &[Way], sizes: &str, recover: Recover, rounds: u64) {
+    let mut seed = 2024u64;
+    let (mut write_enospc, mut fsync_enospc) = (0, 0);
+    let fill = Fill::new();
+    for round in 0..rounds {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let way = ways[round as usize % ways.len()];
+        let Some(side) = crash_round(&fill, way, sizes, recover, round, 150 + (seed >> 33) % 350) else { return };
+        write_enospc += side.write_enospc;
+        fsync_enospc += side.fsync_enospc;
+    }
+    eprintln!("{rounds} rounds of {sizes} writes: {write_enospc} writes and {fsync_enospc} fsyncs failed with ENOSPC");
+    assert!(write_enospc > 0, "the file system never ran full");
+    // The kernel's fsync on tmpfs needs no room; nvmmio's commits and publishing do.
+    if ways.iter().any(|w| matches!(w, Way::Nvmmio(_))) {
+        assert!(fsync_enospc > 0, "no fsync ever failed: the commit path was not tried on a full file system");
+    }
+}
+
+/// The checker itself, on the kernel: the file holds every call that returned.
+#[test]
+fn killed_writers_through_the_kernel_check_the_checker() {
+    crash_rounds(&[Way::Kernel], "mixed", Recover::WhileFull, 2);
+}
+
+/// Killed while ENOSPC comes and goes (in writes, fsyncs and truncates); recovered once there
+/// is room again.
+#[test]
+fn killed_one_block_writers_on_a_full_tmpfs_recover_with_room() {
+    crash_rounds(&[DEFAULTS], "one-block", Recover::WithRoom, 8);
+}
+
+/// `nvmmio recover` on the file system the writer left full.
+#[test]
+#[ignore = "nvmmio bug: recovery fails with ENOSPC when committed blocks never reached the data file (and an \
+            open under nvmmio then leaves the file to the kernel while later opens replay the stale log)"]
+fn killed_one_block_writers_on_a_full_tmpfs_recover_while_full() {
+    crash_rounds(&[DEFAULTS], "one-block", Recover::WhileFull, 8);
+}
+
+#[test]
+fn killed_writers_with_background_checkpoints_on_a_full_tmpfs() {
+    crash_rounds(&[BACKGROUND], "one-block", Recover::WithRoom, 8);
+}
+
+#[test]
+fn killed_mixed_writers_on_a_full_tmpfs_recover_with_room() {
+    crash_rounds(&[DEFAULTS], "mixed", Recover::WithRoom, 8);
+}
+
+// ---- The shortest cases, one per bug (tests/programs/enospc_cases.py) ----
+
+/// Runs `enospc_cases.py CASE MOUNT [STEP SIDE]` the given way; returns its output.
+fn case_step(mount: &Mount, way: Way, case: &str, step: &[&Path]) -> Output {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/enospc_cases.py");
+    command(way, Path::new("python3"), &mount.path().join("m"))
+        .arg(script)
+        .arg(case)
+        .arg(mount.path())
+        .args(step)
+        .output()
+        .unwrap()
+}
+
+/// The last line a case printed must be "ok".
+fn assert_ok(out: &Output, what: &str) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && stdout.ends_with("ok\n"), "{what}: {}", describe(out));
+}
+
+/// Runs a one-step case on a fresh tmpfs of `size`, through the kernel and then under nvmmio.
+fn case(name: &str, size: &str, way: Way, sparse: bool) {
+    for way in [Way::Kernel, way] {
+        let Some(mount) = Mount::tmpfs(size) else { return };
+        mount.subdir("m");
+        if sparse {
+            fs::File::create(mount.path().join("m/f")).unwrap().set_len(256 << 10).unwrap();
+        }
+        assert_ok(&case_step(&mount, way, name, &[]), &format!("{name}, {way:?}"));
+    }
+}
+
+#[test]
+fn a_write_that_fails_with_enospc_changes_nothing() {
+    case("failed-write", "1m", DEFAULTS, false);
+}
+
+#[test]
+fn overwrites_go_on_once_room_is_made() {
+    case("room-made", "4m", DEFAULTS, false);
+}
+
+#[test]
+fn a_background_checkpoint_without_room_keeps_fsynced_data() {
+    case(
+        "background-checkpoint",
+        "8m",
+        Way::Nvmmio(&[("NVMMIO_IN_PLACE_FROM", "1g"), ("NVMMIO_CHECKPOINT_AT", "64k")]),
+        false,
+    );
+}
+
+#[test]
+#[ignore = "nvmmio bug: on a full tmpfs, reading a hole through the data mapping faults: read gives EFAULT, a \
+            write into a hole kills the program with SIGBUS"]
+fn holes_read_as_zeros_on_a_full_tmpfs() {
+    case("holes", "1m", DEFAULTS, true);
+}
+
+/// Killed after an fsync whose blocks found no room in the data file: `nvmmio recover` must
+/// succeed on the full file system, and whatever it leaves must not come back over later
+/// fsynced writes.
+#[test]
+#[ignore = "nvmmio bug: recovery fails with ENOSPC on a full file system, after replaying part of the log; the \
+            next open serves the file through the kernel and every later open replays the stale log again"]
+fn recovery_on_a_full_file_system() {
+    let scratch = shm_dir();
+    let side = scratch.path().join("side");
+    for way in [Way::Kernel, DEFAULTS] {
+        let Some(mount) = Mount::tmpfs("1m") else { return };
+        let managed = mount.subdir("m");
+        let crashed = case_step(&mount, way, "recover", &[Path::new("crash"), &side]);
+        assert!(String::from_utf8_lossy(&crashed.stdout).contains("fsync"), "{way:?}: {}", describe(&crashed));
+        if let Way::Nvmmio(_) = way {
+            let rec = nvmmio_cmd(scratch.path(), &["recover", managed.to_str().unwrap()]);
+            assert!(rec.status.success(), "nvmmio recover on the full file system: {}", describe(&rec));
+        }
+        assert_ok(&case_step(&mount, way, "recover", &[Path::new("later"), &side]), &format!("later, {way:?}"));
+        fs::remove_file(mount.path().join("filler")).unwrap();
+        assert_ok(&case_step(&mount, way, "recover", &[Path::new("reopen"), &side]), &format!("reopen, {way:?}"));
     }
 }

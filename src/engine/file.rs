@@ -452,6 +452,13 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         if self.log.generation() != generation {
             self.make_room(needed(self))?;
         }
+        // The part that goes in place gets its blocks now too (ENOSPC before any change).
+        if let Some(from) =
+            (first..=last).map(|b| offset.max(b * BLOCK)).find(|&from| self.goes_in_place(from / BLOCK, from))
+        {
+            self.allocate_logged_gap(from / BLOCK * BLOCK, first)?;
+            self.data.reserve(from, end)?;
+        }
         let mut done = 0usize;
         let mut block = first;
         while block <= last {
@@ -465,7 +472,6 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
                 }
                 let to = end.min((run_end + 1) * BLOCK);
                 let n = (to - from) as usize;
-                self.allocate_logged_gap(block_start)?;
                 let copied = self.data.write_in_place(from, n, fill)?;
                 self.in_place_dirty = true;
                 stats::BYTES_IN_PLACE.fetch_add(copied as u64, Relaxed);
@@ -533,9 +539,12 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
     /// between is logged (the first blocks of a new file, say), allocate them too, so the data
     /// file has no hole there (it would be filled at checkpoint anyway). A gap the program left
     /// stays a hole.
-    fn allocate_logged_gap(&mut self, at: u64) -> Result<(), Errno> {
+    /// Blocks from `writing` on are about to be logged by the write at hand.
+    fn allocate_logged_gap(&mut self, at: u64, writing: u64) -> Result<(), Errno> {
         let data_len = self.data.size()?;
-        let logged = |b: &u64| self.index.contains_key(b) || self.frozen.as_ref().is_some_and(|f| f.slot(*b).is_some());
+        let logged = |b: &u64| {
+            *b >= writing || self.index.contains_key(b) || self.frozen.as_ref().is_some_and(|f| f.slot(*b).is_some())
+        };
         if data_len < at && (data_len / BLOCK..at / BLOCK).all(|b| logged(&b)) {
             self.data.prepare_bulk(&[(data_len, at)])?;
         }
@@ -773,9 +782,26 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
                 }
             }
         };
-        if frozen.applied.load(Acquire) {
+        let applied = frozen.applied.load(Acquire);
+        if let Err(e) = self.write_frozen(&frozen, applied) {
+            // No room in the data file (ENOSPC), say: the frozen log stays, still serving its
+            // blocks' reads and still replayed by recovery; the next settle tries again.
+            frozen.claimed.store(true, Relaxed);
+            self.frozen = Some(Arc::new(frozen));
+            return Err(e);
+        }
+        if applied {
             stats::CHECKPOINTS_IN_BACKGROUND.fetch_add(1, Relaxed);
-        } else {
+        }
+        let mut log = frozen.log;
+        log.reset(None)?;
+        self.spare = Some(log.into_medium());
+        Ok(())
+    }
+
+    /// Writes what a frozen log holds into the data file (unless the worker did) and syncs it.
+    fn write_frozen(&mut self, frozen: &Frozen<M>, applied: bool) -> Result<(), Errno> {
+        if !applied {
             write_blocks(&mut self.data, &frozen.log, &frozen.to_apply, frozen.size)?;
         }
         // Blocks committed since then were published before the frozen (older) contents went
@@ -788,9 +814,6 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         // Everything it held must be durable in the data file before the log is voided.
         self.data.sync()?;
         self.data.refresh()?;
-        let mut log = frozen.log;
-        log.reset(None)?;
-        self.spare = Some(log.into_medium());
         Ok(())
     }
 
@@ -851,14 +874,17 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
 
     /// Ensures `bytes` of new records and a commit record fit in the log, checkpointing (which
     /// commits whole writes only) when they would not.
+    /// The log's medium is grown for them now: a write then never fails half-way because the
+    /// file system is full (ENOSPC comes before any change). A log that cannot grow is
+    /// checkpointed, to reuse its room.
     fn make_room(&mut self, bytes: u64) -> Result<(), Errno> {
         let needed = bytes + RECORD_HEADER_LEN;
-        if self.log.fits(needed) {
+        if self.log.fits(needed) && self.log.reserve(needed).is_ok() {
             return Ok(());
         }
         self.checkpoint()?;
         if self.log.fits(needed) {
-            Ok(())
+            self.log.reserve(needed)
         } else {
             Err(Errno(libc::ENOSPC))
         }

@@ -190,6 +190,17 @@ impl<M: Medium> Log<M> {
         self.tail + RECORD_HEADER_LEN + len.next_multiple_of(8) <= self.max_len
     }
 
+    /// Grows the medium so that `bytes` more fit after the tail (doubling if it can, else
+    /// exactly): ENOSPC now rather than in the middle of a write.
+    pub fn reserve(&mut self, bytes: u64) -> Result<(), Errno> {
+        let end = self.tail + bytes;
+        if end <= self.medium.len() {
+            return Ok(());
+        }
+        let doubled = (self.medium.len() * 2).clamp(end, self.max_len.max(end));
+        self.medium.grow(doubled).or_else(|_| self.medium.grow(end))
+    }
+
     /// Stores a record; returns the position of its data. ENOSPC (nothing stored) if the log
     /// cannot grow to hold it.
     pub fn append(&mut self, kind: Kind, offset: u64, epoch: u32, data: &[u8]) -> Result<u64, Errno> {
@@ -239,7 +250,7 @@ impl<M: Medium> Log<M> {
                 return Err(Errno(libc::ENOSPC));
             }
             let want = (self.medium.len() * 2).clamp(end, self.max_len.max(end));
-            self.medium.grow(want)?;
+            self.medium.grow(want).or_else(|_| self.medium.grow(end))?;
         }
         // Not valid until sealed: a crash before the commit finds a bad checksum and stops.
         self.medium.write(self.tail, &header.encode_unsealed());

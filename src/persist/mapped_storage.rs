@@ -21,6 +21,9 @@ pub struct MappedStorage {
     /// Every block below this is known to be allocated (tmpfs; 0 if unknown): saves asking
     /// the kernel again at every commit's publishing.
     hole_free_to: u64,
+    /// On tmpfs, the blocks in place writes allocated are mapped up to here (one call for the
+    /// room kept for appends instead of a fault a page).
+    populated_to: u64,
 }
 
 impl MappedStorage {
@@ -36,7 +39,7 @@ impl MappedStorage {
 
     /// As [`MappedStorage::new`], with the size and file system already known.
     pub fn with_size(fd: i32, len: u64, tmpfs: bool) -> Self {
-        MappedStorage { fd, tmpfs, len, map: None, bulk: Vec::new(), hole_free_to: 0 }
+        MappedStorage { fd, tmpfs, len, map: None, bulk: Vec::new(), hole_free_to: 0, populated_to: len }
     }
 }
 
@@ -176,7 +179,6 @@ impl Storage for MappedStorage {
         fill: &mut dyn FnMut(&mut [u8]) -> usize,
     ) -> Result<usize, Errno> {
         let end = offset + len as u64;
-        let allocated_from = self.len.max(offset & !4095);
         if end > self.len {
             self.allocate_to(offset, end)?;
         } else if end > self.allocated_prefix(end)? {
@@ -188,12 +190,21 @@ impl Storage for MappedStorage {
         }
         self.ensure_mapped(self.len as usize)?;
         let map = self.map.as_mut().expect("mapped above");
-        if allocated_from < self.len && self.tmpfs {
+        let populate_from = self.populated_to.max(offset & !4095);
+        if populate_from < self.len && self.tmpfs {
             // Fresh blocks, about to be stored into: one call maps them all (on tmpfs, where
             // mapping a page costs no read).
-            map.populate(allocated_from as usize, (self.len - allocated_from) as usize);
+            map.populate(populate_from as usize, (self.len - populate_from) as usize);
+            self.populated_to = self.len;
         }
         Ok(fill(&mut map.as_mut_slice()[offset as usize..end as usize]))
+    }
+
+    fn reserve(&mut self, from: u64, end: u64) -> Result<(), Errno> {
+        if end > self.len {
+            self.allocate_to(from, end)?;
+        }
+        Ok(())
     }
 
     fn few_writes_prefer_bulk(&self) -> bool {
@@ -223,6 +234,7 @@ impl Storage for MappedStorage {
         sys::ftruncate(self.fd, len)?;
         self.len = len;
         self.hole_free_to = self.hole_free_to.min(len);
+        self.populated_to = self.populated_to.min(len);
         // Blocks past a shrink are gone: no store through the mapping there any more.
         self.bulk.retain_mut(|r| {
             r.1 = r.1.min(len);
@@ -254,6 +266,7 @@ impl Storage for MappedStorage {
         // The kernel may have changed the file (a hole punched): ask again.
         self.hole_free_to = 0;
         self.len = sys::file_size(self.fd)?;
+        self.populated_to = self.populated_to.min(self.len);
         Ok(self.len)
     }
 }

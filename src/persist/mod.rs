@@ -106,6 +106,12 @@ pub trait Storage {
         let _ = ranges;
         Ok(())
     }
+    /// Allocates what a store in place of `from..end` needs (the file grows if it ends before),
+    /// so that ENOSPC comes now and not half-way through a write.
+    fn reserve(&mut self, from: u64, end: u64) -> Result<(), Errno> {
+        let _ = (from, end);
+        Ok(())
+    }
     /// Whether a few blocks are written faster after [`Storage::prepare_bulk`] than one call
     /// each (a mapping of a memory-backed file already set up).
     fn few_writes_prefer_bulk(&self) -> bool {

@@ -1,17 +1,19 @@
 /* A writer for full file systems (tests/full_disk.rs). Data written by operation number `id`
- * at file offset `pos` is byte_of(id, pos), so that a checker can rebuild any state.
+ * at file offset `pos` is byte_of(id, pos), so that a checker can rebuild any state. SIZES is
+ * "mixed" (writes of 100 B, 4 KiB and 100 KiB) or "one-block" (the same, each cut at the end of
+ * the 4 KiB block it starts in).
  *
- * fill full DATA FILLER FILLER_KIB MODEL SEED
- *   Writes FILLER (FILLER_KIB KiB, fsynced, closed), then DATA in chunks of 100 B, 4 KiB and
- *   100 KiB: appends (write on an O_APPEND descriptor, pwrite at the end) and overwrites (pwrite,
- *   lseek + write; some across the end), an fsync every few, keeping DATA's expected contents in
- *   memory. Every call is checked at once: a failure must be ENOSPC and leave the file as it was
- *   (size and bytes read back); a short count may change only the bytes it counts. After 12
- *   failures FILLER is removed and writing goes on: now every write and fsync must succeed. At
- *   the end DATA is closed, the expected contents are written to MODEL, and a line of counts
- *   printed. Exit status 0, or 1 with the reason on stderr.
+ * fill full DATA FILLER FILLER_KIB MODEL SEED SIZES
+ *   Writes FILLER (FILLER_KIB KiB, fsynced, closed), then DATA: appends (write on an O_APPEND
+ *   descriptor, pwrite at the end) and overwrites (pwrite, lseek + write; some across the end),
+ *   an fsync every few, keeping DATA's expected contents in memory. Every call is checked at
+ *   once: a failure must be ENOSPC and leave the file as it was (size and bytes read back); a
+ *   short count may change only the bytes it counts. After 12 failures FILLER is removed and
+ *   writing goes on: now every write and fsync must succeed. At the end DATA is closed, the
+ *   expected contents are written to MODEL, and a line of counts printed. Exit status 0, or 1
+ *   with the reason on stderr.
  *
- * fill crash DATA FILLDIR SIDE SEED
+ * fill crash DATA FILLDIR SIDE SEED SIZES
  *   Fills the file system with 64 KiB files in FILLDIR (leaving about 256 KiB), then writes
  *   DATA until killed: writes as above, an ftruncate now and then, an fsync every few. Before
  *   each call it appends what it is about to do to SIDE, after it the result:
@@ -19,7 +21,8 @@
  *     "f ID"  an fsync starts (ID: the last operation);  "s ID" / "fe ID ERRNO"  its result
  *   After three failures in a row it removes a filler file (or, with none left, truncates DATA
  *   to half), and every 25 operations it fills the file system up again, so that ENOSPC keeps
- *   coming, in writes and in fsyncs. It exits (status 1) only on an error other than ENOSPC. */
+ *   coming, in writes and in fsyncs. It exits (status 1, with "bad ERRNO" or "torn ID" last in
+ *   SIDE) only on an error other than ENOSPC, or a failed write that changed the file. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -45,9 +48,11 @@ static uint64_t next(void)
 
 static unsigned char byte_of(uint32_t id, uint64_t pos)
 {
-	uint32_t x = id * 2654435761u ^ (uint32_t)(pos >> 3) * 40503u;
-	x ^= x >> 15;
-	return (unsigned char)(x + (uint32_t)pos);
+	uint64_t x = (uint64_t)id * 0x9e3779b97f4a7c15u ^ (pos >> 3) * 0xc2b2ae3d27d4eb4fu;
+	x ^= x >> 29;
+	x *= 0xbf58476d1ce4e5b9u;
+	x ^= x >> 32;
+	return (unsigned char)(x >> (8 * (pos & 7)));
 }
 
 static void fill_bytes(unsigned char *buf, uint32_t id, uint64_t off, size_t len)
@@ -320,7 +325,7 @@ static int run_crash(char **argv)
 	fill_up();
 	for (int i = 0; i < 4; i++)
 		free_some();
-	static unsigned char buf[100 * 1024];
+	static unsigned char buf[100 * 1024], before[100 * 1024], after[100 * 1024];
 	uint64_t size = 0;
 	unsigned streak = 0;
 	for (uint32_t id = 1;; id++) {
@@ -342,6 +347,8 @@ static int run_crash(char **argv)
 			uint64_t off = kind == 0 || size < len ? size : kind == 1 ? size - len / 2 : next() % (size - len + 1);
 			len = clamp_len(off, len);
 			fill_bytes(buf, id, off, len);
+			/* What a failed write must leave there. */
+			ssize_t had = pread(fd, before, len, (off_t)off);
 			note("w %u %llu %zu\n", id, (unsigned long long)off, len);
 			ssize_t n = pwrite(fd, buf, len, (off_t)off);
 			if (n >= 0) {
@@ -352,6 +359,11 @@ static int run_crash(char **argv)
 				err = errno;
 				check_errno(err, "pwrite");
 				note("e %u %d\n", id, err);
+				if (pread(fd, after, len, (off_t)off) != had || memcmp(before, after, (size_t)had) != 0) {
+					note("torn %u\n", id);
+					die("call %u: a pwrite of %zu at %llu failed with ENOSPC and changed the file", id, len,
+					    (unsigned long long)off);
+				}
 			}
 		}
 		if (next() % 4 == 0) {

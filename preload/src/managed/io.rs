@@ -142,7 +142,11 @@ pub fn serve(nr: usize, args: [usize; 6], file: &Arc<OpenFile>) -> Option<isize>
     let State::Engine(engine) = &mut *state else {
         return None;
     };
-    let result = serve_engine(nr, args, file, engine);
+    let mut result = serve_engine(nr, args, file, engine);
+    if result == Some(err(libc::ENOSPC)) && super::drain_pool() {
+        // Emptied logs kept for reuse held room on this file system: try once more without them.
+        result = serve_engine(nr, args, file, engine);
+    }
     if changes_file(nr, result) {
         file.inode.touch();
     }

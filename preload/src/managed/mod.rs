@@ -225,7 +225,7 @@ pub fn before(nr: usize, args: [usize; 6]) -> Plan {
             for (fd, _) in table::all_fds() {
                 release(fd);
             }
-            drain_pool();
+            let _ = drain_pool();
             share::at_exit();
             Plan::Kernel
         }
@@ -246,7 +246,7 @@ pub fn before(nr: usize, args: [usize; 6]) -> Plan {
             for (fd, _) in table::all_fds() {
                 release(fd);
             }
-            drain_pool();
+            let _ = drain_pool();
             share::at_exit();
             print_stats();
             Plan::Kernel
@@ -649,12 +649,14 @@ fn release_log(dir: &str, log: LogFile, path: &CString) {
     drop(log);
 }
 
-/// At exit: the pooled logs are removed.
-fn drain_pool() {
+/// At exit, or when a file system is full: the pooled logs are removed. Whether there were any.
+fn drain_pool() -> bool {
     let pool = std::mem::take(&mut *POOL.lock().unwrap_or_else(|p| p.into_inner()));
+    let any = !pool.is_empty();
     for p in pool {
         let _ = sys::unlink(&p.path);
     }
+    any
 }
 
 /// Opens the engine for a file: our own descriptor for it (a copy of the program's when that
