@@ -392,7 +392,7 @@ fn tar_archives_and_extracts_in_a_managed_directory() {
 #[test]
 fn extracted_files_keep_their_modification_times() {
     same_both_ways(
-        "mkdir -p src && seq 1 30000 > src/nums && echo hi > src/hi && touch -d '2020-01-01 00:00:00' src/nums src/hi
+        "mkdir -p src && seq 1 30000 > src/nums && echo hi > src/hi && touch -d '2020-01-01 00:00:00' src/nums src/hi src
          tar cf a.tar src && mkdir x && tar xf a.tar -C x && stat -c '%n %y' x/src/nums x/src/hi
          /usr/bin/python3 -c '
 import os, shutil
