@@ -206,22 +206,7 @@ print(os.fstat(fd).st_size, os.lseek(fd, 0, 1))
 print(os.pread(fd, 100, 0))
 print(os.pread(fd, 1000, 94990))
 "#;
-    for base in [shm_dir(), tmp_dir()] {
-        let mut outputs = Vec::new();
-        for managed in [false, true] {
-            let dir = base.path().join(if managed { "managed" } else { "kernel" });
-            std::fs::create_dir_all(&dir).unwrap();
-            let mut cmd = Command::new(PYTHON);
-            cmd.args(["-c", script]).current_dir(&dir).env_remove("LD_PRELOAD");
-            if managed {
-                cmd.env("LD_PRELOAD", library()).env("NVMMIO_DIRS", &dir);
-            }
-            let out = ok(&cmd.output().unwrap());
-            outputs.push((out, std::fs::read(dir.join("f")).unwrap()));
-        }
-        assert_eq!(outputs[0].0, outputs[1].0);
-        assert!(outputs[0].1 == outputs[1].1, "files differ");
-    }
+    same_output_and_file(script);
 }
 
 /// A truncate by path or an O_TRUNC open in another process never lets the owner's logged
@@ -351,6 +336,12 @@ os.write(fd, b"parent-again")
 print(os.lseek(fd, 0, 1), os.fstat(fd).st_size)
 print(os.pread(fd, 40, 139990))
 "#;
+    same_output_and_file(script);
+}
+
+/// Runs the Python `script` through the kernel and under nvmmio (on /dev/shm and under /tmp):
+/// the same output, and the same file `f` left behind.
+fn same_output_and_file(script: &str) {
     for base in [shm_dir(), tmp_dir()] {
         let mut outputs = Vec::new();
         for managed in [false, true] {
