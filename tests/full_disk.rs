@@ -443,8 +443,6 @@ fn a_background_checkpoint_without_room_keeps_fsynced_data() {
 }
 
 #[test]
-#[ignore = "nvmmio bug: on a full tmpfs, reading a hole through the data mapping faults: read gives EFAULT, a \
-            write into a hole kills the program with SIGBUS"]
 fn holes_read_as_zeros_on_a_full_tmpfs() {
     case("holes", "1m", DEFAULTS, true);
 }

@@ -140,9 +140,13 @@ impl Storage for MappedStorage {
         }
         let n = (len as u64).min(self.len - offset) as usize;
         let end = offset as usize + n;
+        // On tmpfs a read through the shared mapping allocates a page for a hole (SIGBUS when the
+        // file system is full): there, only ranges known to have none are read that way.
+        let mapped_read_safe = !self.tmpfs || end as u64 <= self.hole_free_to;
         match &self.map {
-            Some(map) if map.len() >= end => sink(&map.as_slice()[offset as usize..end])?,
-            // Not mapped that far yet (see `Storage::prepare_reads`): read with the kernel.
+            Some(map) if map.len() >= end && mapped_read_safe => sink(&map.as_slice()[offset as usize..end])?,
+            // Not mapped that far yet (see `Storage::prepare_reads`), or maybe a hole: read with
+            // the kernel.
             _ => {
                 let mut buf = vec![0u8; n];
                 let got = sys::pread(self.fd, &mut buf, offset)?;
