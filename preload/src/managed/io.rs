@@ -415,6 +415,8 @@ struct StatFields {
     mtime: (usize, usize),
     ctime: (usize, usize),
     u32_nsec: bool,
+    /// A regular file (only those can be served by another process: others need no question).
+    regular: bool,
 }
 
 /// Corrects `struct stat` at `addr` (just filled by the kernel) for a managed file.
@@ -426,12 +428,14 @@ pub fn patch_stat(addr: usize) {
     let field = |off: usize| u64::from_ne_bytes(st[off..off + 8].try_into().unwrap());
     let dev = field(std::mem::offset_of!(libc::stat, st_dev));
     let ino = field(std::mem::offset_of!(libc::stat, st_ino));
+    let mode_at = std::mem::offset_of!(libc::stat, st_mode);
     let fields = StatFields {
         size: std::mem::offset_of!(libc::stat, st_size),
         blocks: std::mem::offset_of!(libc::stat, st_blocks),
         mtime: (std::mem::offset_of!(libc::stat, st_mtime), std::mem::offset_of!(libc::stat, st_mtime_nsec)),
         ctime: (std::mem::offset_of!(libc::stat, st_ctime), std::mem::offset_of!(libc::stat, st_ctime_nsec)),
         u32_nsec: false,
+        regular: u32::from_ne_bytes(st[mode_at..mode_at + 4].try_into().unwrap()) & libc::S_IFMT == libc::S_IFREG,
     };
     write_logical_state(addr, &st, (dev, ino), &fields);
 }
@@ -456,6 +460,7 @@ pub fn patch_statx(addr: usize) {
         mtime: time(std::mem::offset_of!(libc::statx, stx_mtime)),
         ctime: time(std::mem::offset_of!(libc::statx, stx_ctime)),
         u32_nsec: true,
+        regular: u32_at(std::mem::offset_of!(libc::statx, stx_mode)) as u16 as u32 & libc::S_IFMT == libc::S_IFREG,
     };
     write_logical_state(addr, &st, (dev, ino), &fields);
 }
@@ -466,7 +471,10 @@ pub fn patch_statx(addr: usize) {
 fn write_logical_state(addr: usize, st: &[u8], key: (u64, u64), fields: &StatFields) {
     let u64_at = |off: usize| u64::from_ne_bytes(st[off..off + 8].try_into().unwrap());
     let here = managed_state(key, u64_at(fields.blocks));
-    let elsewhere = || super::size_elsewhere(key).map(|(size, at)| (size, at, u64_at(fields.blocks)));
+    let elsewhere = || match fields.regular {
+        true => super::size_elsewhere(key).map(|(size, at)| (size, at, u64_at(fields.blocks))),
+        false => None,
+    };
     let Some((size, modified_ns, blocks)) = here.or_else(elsewhere) else { return };
     let _ = usercopy::copy_to_user(addr + fields.size, &size.to_ne_bytes());
     let _ = usercopy::copy_to_user(addr + fields.blocks, &blocks.to_ne_bytes());

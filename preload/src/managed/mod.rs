@@ -385,9 +385,7 @@ thread_local! {
 extern "C" fn fork_prepare() {
     let Some(_inside) = crate::guard::enter() else { return };
     let opening = OPENING.lock().unwrap_or_else(|p| p.into_inner());
-    for inode in table::all_inodes() {
-        hand_to_kernel(&inode);
-    }
+    hand_all_to_kernel();
     let tables = table::hold();
     let pool = POOL.lock().unwrap_or_else(|p| p.into_inner());
     let queue = background::hold();
