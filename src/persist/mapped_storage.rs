@@ -271,6 +271,8 @@ impl Storage for MappedStorage {
         self.hole_free_to = 0;
         self.len = sys::file_size(self.fd)?;
         self.populated_to = self.populated_to.min(self.len);
+        // Asked now, not left unknown: reads go through the mapping only below it.
+        self.allocated_prefix(self.len)?;
         Ok(self.len)
     }
 }
