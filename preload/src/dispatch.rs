@@ -90,18 +90,20 @@ pub fn dispatch(nr: usize, args: [usize; 6]) -> Action {
     }
 }
 
-/// Reports a call that [`Action::Run`] issued.
-pub fn finish(nr: usize, args: [usize; 6], result: isize, pending: Pending) {
+/// Reports a call that [`Action::Run`] issued; returns the result the program gets (the
+/// kernel's, unless a managed file's open is refused).
+pub fn finish(nr: usize, args: [usize; 6], mut result: isize, pending: Pending) -> isize {
     if pending.managed {
-        managed::after(nr, args, result);
+        result = managed::after(nr, args, result);
     }
-    let Some(t) = tracer::get() else { return };
+    let Some(t) = tracer::get() else { return result };
     if pending.exec {
         // Only a failed exec comes back.
         t.exec_failed(nr, result);
     } else {
         t.completed(nr, args, result, sys::monotonic_ns() - pending.start);
     }
+    result
 }
 
 /// Issues the program's call to the kernel, unchanged.

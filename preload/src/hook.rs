@@ -111,8 +111,8 @@ fn handle_wanted(nr: usize, args: [usize; 6]) -> Option<isize> {
         Ok(Action::Run(pending)) => {
             // Outside the fence: catch_unwind would turn a pthread_cancel unwind into an abort.
             let value = guard::lowered(&inside, || dispatch::run(nr, args));
-            let _ = catch_unwind(AssertUnwindSafe(|| dispatch::finish(nr, args, value, pending)));
-            Some(value)
+            let finished = catch_unwind(AssertUnwindSafe(|| dispatch::finish(nr, args, value, pending)));
+            Some(finished.unwrap_or(value))
         }
     };
     ffi::set_errno(saved_errno);

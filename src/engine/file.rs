@@ -242,6 +242,21 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         let mut work = false;
         let mut logs: Vec<&Opened<M>> = std::iter::once(&first).chain(second.as_ref()).collect();
         logs.sort_by_key(|o| o.log.generation());
+        // Room for everything the replay writes first: without it (a full file system) the
+        // file is left as it was, not half replayed.
+        let mut ranges: Vec<(u64, u64)> = logs
+            .iter()
+            .flat_map(|o| o.committed.iter())
+            .filter(|r| matches!(r.header.kind, Kind::Block | Kind::Write) && r.header.len > 0)
+            .map(|r| (r.header.offset, r.header.offset + r.header.len as u64))
+            .collect();
+        ranges.sort_unstable();
+        ranges.dedup_by(|next, run| {
+            let joins = next.0 <= run.1;
+            run.1 = if joins { run.1.max(next.1) } else { run.1 };
+            joins
+        });
+        data.allocate_keep_size(&ranges)?;
         let mut final_size = None;
         for o in logs {
             recovered.applied += o.committed.len();

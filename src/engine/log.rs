@@ -170,6 +170,11 @@ impl<M: Medium> Log<M> {
         self.generation
     }
 
+    /// End of the last commit record: nothing past it is ever replayed.
+    pub fn committed_end(&self) -> u64 {
+        self.committed_tail
+    }
+
     /// Bytes of records since the last reset.
     pub fn used(&self) -> u64 {
         self.tail - LOG_HEADER_LEN

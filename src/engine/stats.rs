@@ -17,6 +17,8 @@ pub static CHECKPOINTS_IN_BACKGROUND: AtomicU64 = AtomicU64::new(0);
 pub static RECOVERED_RECORDS: AtomicU64 = AtomicU64::new(0);
 /// Files left to the kernel because their log was found damaged at open.
 pub static DAMAGED_LOGS: AtomicU64 = AtomicU64::new(0);
+/// Files left to the kernel because their mark names a log that no longer exists.
+pub static LOST_LOGS: AtomicU64 = AtomicU64::new(0);
 /// Largest log seen in use, in bytes.
 pub static LOG_PEAK: AtomicU64 = AtomicU64::new(0);
 
@@ -59,6 +61,10 @@ pub fn summary() -> String {
     let damaged = DAMAGED_LOGS.load(Relaxed);
     if damaged > 0 {
         let _ = write!(s, ", {damaged} files left to the kernel with a damaged log (see `nvmmio recover`)");
+    }
+    let lost = LOST_LOGS.load(Relaxed);
+    if lost > 0 {
+        let _ = write!(s, ", {lost} files left to the kernel with a lost log (see `nvmmio recover`)");
     }
     s
 }

@@ -217,6 +217,10 @@ impl Storage for MappedStorage {
         self.tmpfs && (self.map.is_some() || self.len >= 1 << 20)
     }
 
+    fn allocate_keep_size(&mut self, ranges: &[(u64, u64)]) -> Result<(), Errno> {
+        super::allocate_keep_size(self.fd, ranges)
+    }
+
     fn prepare_bulk(&mut self, ranges: &[(u64, u64)]) -> Result<(), Errno> {
         self.bulk.clear();
         let allocated = self.allocated_prefix(ranges.last().map_or(0, |r| r.1))?;

@@ -16,6 +16,7 @@
 mod log_file;
 mod mapped_storage;
 mod mapping;
+pub mod mark;
 mod pmem;
 pub mod sim;
 
@@ -112,6 +113,12 @@ pub trait Storage {
         let _ = (from, end);
         Ok(())
     }
+    /// Allocates the blocks of `ranges` without changing the file's size or contents, so that
+    /// writes there cannot meet ENOSPC (recovery reserves what its replay writes first).
+    fn allocate_keep_size(&mut self, ranges: &[(u64, u64)]) -> Result<(), Errno> {
+        let _ = ranges;
+        Ok(())
+    }
     /// Whether a few blocks are written faster after [`Storage::prepare_bulk`] than one call
     /// each (a mapping of a memory-backed file already set up).
     fn few_writes_prefer_bulk(&self) -> bool {
@@ -185,4 +192,20 @@ impl Storage for FdStorage {
     fn sync(&mut self) -> Result<(), Errno> {
         sys::fdatasync(self.fd)
     }
+
+    fn allocate_keep_size(&mut self, ranges: &[(u64, u64)]) -> Result<(), Errno> {
+        allocate_keep_size(self.fd, ranges)
+    }
+}
+
+/// [`Storage::allocate_keep_size`] on a descriptor. A file system without `fallocate` has
+/// nothing to reserve with: the writes find out.
+pub(crate) fn allocate_keep_size(fd: i32, ranges: &[(u64, u64)]) -> Result<(), Errno> {
+    for &(start, end) in ranges {
+        match sys::fallocate_keep_size(fd, start, end - start) {
+            Ok(()) | Err(Errno(libc::EOPNOTSUPP)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }

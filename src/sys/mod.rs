@@ -232,6 +232,26 @@ pub fn fdatasync(fd: i32) -> Result<(), Errno> {
     plain(libc::SYS_fdatasync, [fd as usize, 0, 0, 0, 0, 0]).map(drop)
 }
 
+pub fn fsync(fd: i32) -> Result<(), Errno> {
+    plain(libc::SYS_fsync, [fd as usize, 0, 0, 0, 0, 0]).map(drop)
+}
+
+/// `fsetxattr(fd, name, value, 0)`: creates or replaces the attribute.
+pub fn fsetxattr(fd: i32, name: &std::ffi::CStr, value: &[u8]) -> Result<(), Errno> {
+    let a = [fd as usize, name.as_ptr() as usize, value.as_ptr() as usize, value.len(), 0, 0];
+    plain(libc::SYS_fsetxattr, a).map(drop)
+}
+
+/// `fgetxattr(fd, name, buf)`: the attribute's length (ENODATA when there is none).
+pub fn fgetxattr(fd: i32, name: &std::ffi::CStr, buf: &mut [u8]) -> Result<usize, Errno> {
+    let a = [fd as usize, name.as_ptr() as usize, buf.as_mut_ptr() as usize, buf.len(), 0, 0];
+    plain(libc::SYS_fgetxattr, a)
+}
+
+pub fn fremovexattr(fd: i32, name: &std::ffi::CStr) -> Result<(), Errno> {
+    plain(libc::SYS_fremovexattr, [fd as usize, name.as_ptr() as usize, 0, 0, 0, 0]).map(drop)
+}
+
 /// Blocks every signal in the calling thread (a helper thread: the program's signals are for
 /// its own threads).
 pub fn block_all_signals() -> Result<(), Errno> {
@@ -243,6 +263,13 @@ pub fn block_all_signals() -> Result<(), Errno> {
 /// `fallocate(fd, 0, offset, len)`: reserves blocks so later stores cannot hit ENOSPC.
 pub fn fallocate(fd: i32, offset: u64, len: u64) -> Result<(), Errno> {
     plain(libc::SYS_fallocate, [fd as usize, 0, offset as usize, len as usize, 0, 0]).map(drop)
+}
+
+/// `fallocate(fd, FALLOC_FL_KEEP_SIZE, offset, len)`: blocks allocated, size and contents
+/// unchanged.
+pub fn fallocate_keep_size(fd: i32, offset: u64, len: u64) -> Result<(), Errno> {
+    let a = [fd as usize, libc::FALLOC_FL_KEEP_SIZE as usize, offset as usize, len as usize, 0, 0];
+    plain(libc::SYS_fallocate, a).map(drop)
 }
 
 /// The size in bytes of an open file.

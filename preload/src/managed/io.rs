@@ -142,6 +142,14 @@ pub fn serve(nr: usize, args: [usize; 6], file: &Arc<OpenFile>) -> Option<isize>
     let State::Engine(engine) = &mut *state else {
         return None;
     };
+    if !is_read(nr) && nr as i64 != libc::SYS_lseek {
+        super::marks::before_change(&file.inode, engine);
+        if commits(nr, args) {
+            if let Err(e) = super::marks::before_commit(&file.inode, engine) {
+                return Some(e.to_raw());
+            }
+        }
+    }
     let mut result = serve_engine(nr, args, file, engine);
     if result == Some(err(libc::ENOSPC)) && super::drain_pool() {
         // Emptied logs kept for reuse held room on this file system: try once more without them.
@@ -163,6 +171,16 @@ fn changes_file(nr: usize, result: Option<isize>) -> bool {
     match nr as i64 {
         libc::SYS_write | libc::SYS_writev | libc::SYS_pwrite64 | libc::SYS_pwritev | libc::SYS_pwritev2 => r > 0,
         libc::SYS_ftruncate => r == 0,
+        _ => false,
+    }
+}
+
+/// Whether the call may commit the file's log (fsync and its kin).
+fn commits(nr: usize, args: [usize; 6]) -> bool {
+    match nr as i64 {
+        // A truncate below the committed size commits at once.
+        libc::SYS_fsync | libc::SYS_fdatasync | libc::SYS_ftruncate => true,
+        libc::SYS_pwritev2 => args[5] as i32 & (libc::RWF_DSYNC | libc::RWF_SYNC) != 0,
         _ => false,
     }
 }
@@ -520,7 +538,10 @@ pub fn truncate_before_open(nr: usize, args: [usize; 6]) {
     }
     let mut state = inode.lock();
     if let State::Engine(engine) = &mut *state {
-        let _ = engine.truncate(0);
+        super::marks::before_change(&inode, engine);
+        if super::marks::before_commit(&inode, engine).is_ok() {
+            let _ = engine.truncate(0);
+        }
     }
 }
 
@@ -587,6 +608,10 @@ pub fn truncate_by_path(path: usize, len: i64) -> Option<isize> {
     }
     let mut state = inode.lock();
     let State::Engine(engine) = &mut *state else { return None };
+    super::marks::before_change(&inode, engine);
+    if let Err(e) = super::marks::before_commit(&inode, engine) {
+        return Some(e.to_raw());
+    }
     Some(match engine.truncate(len as u64) {
         Ok(()) => {
             inode.touch();

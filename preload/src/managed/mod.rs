@@ -14,6 +14,7 @@
 
 mod background;
 mod io;
+mod marks;
 mod share;
 pub mod table;
 
@@ -22,6 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use nvmmio_core::config::Settings;
+use nvmmio_core::engine::log::OpenError;
 use nvmmio_core::engine::{EngineSettings, ManagedFile};
 use nvmmio_core::persist::{LogFile, MappedStorage};
 use nvmmio_core::sys::{self, Errno};
@@ -152,6 +154,12 @@ pub const WATCHED: &[i64] = &[
     libc::SYS_utimes,
     libc::SYS_utime,
     libc::SYS_futimesat,
+    libc::SYS_getxattr,
+    libc::SYS_lgetxattr,
+    libc::SYS_fgetxattr,
+    libc::SYS_listxattr,
+    libc::SYS_llistxattr,
+    libc::SYS_flistxattr,
 ];
 
 /// Decides a call before it runs.
@@ -287,6 +295,11 @@ pub fn before(nr: usize, args: [usize; 6]) -> Plan {
             io::checkpoint_by_path(libc::AT_FDCWD, args[0], 0);
             Plan::Kernel
         }
+        // The mark nvmmio keeps on files with logs is not the program's.
+        libc::SYS_getxattr | libc::SYS_lgetxattr | libc::SYS_fgetxattr if marks::is_mark_name(args[1]) => {
+            Plan::KernelThen
+        }
+        libc::SYS_listxattr | libc::SYS_llistxattr | libc::SYS_flistxattr => Plan::KernelThen,
         libc::SYS_rt_sigaction => match usercopy::program_sigaction(args[0] as i32, args[1], args[2]) {
             Some(result) => Plan::Served(result),
             None => Plan::Kernel,
@@ -305,19 +318,29 @@ fn uses_fd_as_file(nr: usize) -> bool {
     matches!(signature(nr).args.first(), Some(Arg::Fd))
 }
 
-/// Sees the result of a call planned [`Plan::KernelThen`].
-pub fn after(nr: usize, args: [usize; 6], result: isize) {
-    if result < 0 {
-        return;
+/// Sees the result of a call planned [`Plan::KernelThen`]; returns the result the program
+/// gets: the kernel's, or the reason an open is refused (see [`NotServed::Refused`]).
+pub fn after(nr: usize, args: [usize; 6], result: isize) -> isize {
+    if matches!(nr as i64, libc::SYS_getxattr | libc::SYS_lgetxattr | libc::SYS_fgetxattr) {
+        // The mark's attribute (see `before`): the file's own errors stand, else it is absent.
+        let absent = result >= 0 || result == Errno(libc::ERANGE).to_raw();
+        return if absent { Errno(libc::ENODATA).to_raw() } else { result };
     }
+    if result < 0 {
+        return result;
+    }
+    let open_result = |flags: i32| match opened(result as i32, flags) {
+        Ok(()) => result,
+        Err(e) => e.to_raw(),
+    };
     match nr as i64 {
-        libc::SYS_open => opened(result as i32, args[1] as i32),
-        libc::SYS_creat => opened(result as i32, libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC),
-        libc::SYS_openat => opened(result as i32, args[2] as i32),
+        libc::SYS_open => return open_result(args[1] as i32),
+        libc::SYS_creat => return open_result(libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC),
+        libc::SYS_openat => return open_result(args[2] as i32),
         libc::SYS_openat2 => {
             let mut how = [0u8; 8];
             if usercopy::copy_from_user(&mut how, args[2]).is_ok() {
-                opened(result as i32, u64::from_ne_bytes(how) as i32);
+                return open_result(u64::from_ne_bytes(how) as i32);
             }
         }
         libc::SYS_dup | libc::SYS_dup2 | libc::SYS_dup3 => {
@@ -342,6 +365,9 @@ pub fn after(nr: usize, args: [usize; 6], result: isize) {
             _ => {}
         },
         libc::SYS_setrlimit | libc::SYS_prlimit64 => note_file_size_limit(),
+        libc::SYS_listxattr | libc::SYS_llistxattr | libc::SYS_flistxattr => {
+            return marks::strip_from_list(args[1], result)
+        }
         libc::SYS_fstat => io::patch_stat(args[1]),
         libc::SYS_stat | libc::SYS_lstat => io::patch_stat(args[1]),
         libc::SYS_newfstatat => io::patch_stat(args[2]),
@@ -361,6 +387,7 @@ pub fn after(nr: usize, args: [usize; 6], result: isize) {
         }
         _ => {}
     }
+    result
 }
 
 /// Locks held across a fork (see [`table::hold`]).
@@ -480,18 +507,19 @@ fn hand_over_elsewhere(key: (u64, u64)) {
     }
 }
 
-/// Registers a new descriptor if it is a regular file in a managed directory.
-fn opened(fd: i32, flags: i32) {
-    let Some(config) = CONFIG.get() else { return };
+/// Registers a new descriptor if it is a regular file in a managed directory. An error: the
+/// open is refused (the descriptor is closed again, see [`NotServed::Refused`]).
+fn opened(fd: i32, flags: i32) -> Result<(), Errno> {
+    let Some(config) = CONFIG.get() else { return Ok(()) };
     if flags & (libc::O_PATH | libc::O_DIRECT) != 0 || flags & libc::O_TMPFILE == libc::O_TMPFILE {
-        return;
+        return Ok(());
     }
-    let Ok(st) = sys::fstat(fd) else { return };
+    let Ok(st) = sys::fstat(fd) else { return Ok(()) };
     if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-        return;
+        return Ok(());
     }
     if FILE_SIZE_LIMITED.load(Relaxed) {
-        return;
+        return Ok(());
     }
     let key = (st.st_dev, st.st_ino);
     // One thread at a time decides how a file is served (two threads opening a new file at once
@@ -501,46 +529,61 @@ fn opened(fd: i32, flags: i32) {
         Some(inode) => {
             if flags & libc::O_TRUNC != 0 {
                 if let State::Engine(engine) = &mut *inode.lock() {
-                    let _ = engine.truncate(0);
+                    marks::before_change(&inode, engine);
+                    if marks::before_commit(&inode, engine).is_ok() {
+                        let _ = engine.truncate(0);
+                    }
                 }
             }
             inode
         }
         None => {
             let Some(dir) = managed_dir_of(fd, config) else {
-                return;
+                return Ok(());
             };
             // A file with other links may be open through a path outside the managed
             // directory too, served by the kernel there: the kernel serves it here as well.
             if st.st_nlink > 1 {
-                return;
+                return Ok(());
             }
             match share::join(dir, key) {
-                Ok(share::Role::Owner) => match open_inode(fd, &st, dir, flags, config) {
-                    Ok(inode) => {
-                        table::add_inode(inode.clone());
-                        share::settle(dir, key);
-                        inode
+                Ok(share::Role::Owner) => {
+                    let mut set_up = open_inode(fd, &st, dir, flags, config);
+                    if matches!(set_up, Err(NotServed::Refused(Errno(libc::ENOSPC)))) && drain_pool() {
+                        // Emptied logs kept for reuse held room on this file system.
+                        set_up = open_inode(fd, &st, dir, flags, config);
                     }
-                    // It cannot be reopened, or its log is busy: the kernel serves it.
-                    Err(_) => {
-                        share::leave(dir, key, true);
-                        return;
+                    match set_up {
+                        Ok(inode) => {
+                            table::add_inode(inode.clone());
+                            share::settle(dir, key);
+                            inode
+                        }
+                        Err(NotServed::Kernel) => {
+                            share::leave(dir, key, true);
+                            return Ok(());
+                        }
+                        Err(NotServed::Refused(e)) => {
+                            share::leave(dir, key, true);
+                            let _ = sys::close(fd);
+                            return Err(e);
+                        }
                     }
-                },
+                }
                 // Other processes have it open: the kernel serves it here too.
                 Ok(share::Role::Kernel) => {
                     let inode = Arc::new(Inode::served_by_kernel(key, dir));
                     table::add_inode(inode.clone());
                     inode
                 }
-                Err(_) => return,
+                Err(_) => return Ok(()),
             }
         }
     };
     usercopy::ensure_installed();
     let open_file = OpenFile { inode, pos: Mutex::new(0), flags: std::sync::atomic::AtomicI32::new(flags) };
     table::set(fd, Some(Arc::new(open_file)));
+    Ok(())
 }
 
 /// The managed directory holding the file open at `fd`, if any (its real path decides).
@@ -598,7 +641,16 @@ fn acquire_log(dir: &str, key: (u64, u64), kind: LogKind) -> Result<(LogFile, CS
         }
     }
     let _ = sys::mkdir(&cstring(meta)?, 0o700);
-    open_locked_log(&target, libc::O_CREAT).map(|log| (log, target))
+    match open_locked_log(&target, libc::O_CREAT | libc::O_EXCL) {
+        Ok(log) => Ok((log, target)),
+        // Left by a crash: opened, for recovery.
+        Err(Errno(libc::EEXIST)) => open_locked_log(&target, 0).map(|log| (log, target)),
+        Err(e) => {
+            // A new log that could not be set up (no room for it, say) is not left behind.
+            let _ = sys::unlink(&target);
+            Err(e)
+        }
+    }
 }
 
 /// Opens the log file at `path` (`extra` open flags), locks it for this process and maps it.
@@ -625,9 +677,13 @@ fn log_path(dir: &str, key: (u64, u64), kind: LogKind) -> Result<CString, Errno>
 }
 
 /// A second log that a crash left for this file, opened and locked (recovery needs it).
-fn leftover_second_log(dir: &str, key: (u64, u64)) -> Option<(LogFile, CString)> {
-    let path = log_path(dir, key, LogKind::Second).ok()?;
-    open_locked_log(&path, 0).ok().map(|log| (log, path))
+fn leftover_second_log(dir: &str, key: (u64, u64)) -> Result<Option<(LogFile, CString)>, Errno> {
+    let path = log_path(dir, key, LogKind::Second)?;
+    match open_locked_log(&path, 0) {
+        Ok(log) => Ok(Some((log, path))),
+        Err(Errno(libc::ENOENT)) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// An emptied log goes back to the pool under a pool name (or away, if the pool is full).
@@ -657,44 +713,78 @@ fn drain_pool() -> bool {
     any
 }
 
+/// Why the engine does not serve a file it was asked to.
+enum NotServed {
+    /// The kernel serves it: nothing of nvmmio's is pending on it, or its log is damaged or
+    /// lost (reported in the exit summary and by `nvmmio recover`; the file is left as it is).
+    Kernel,
+    /// The open fails with this error: the file has a log that could not be applied now (no
+    /// room, say). Served by the kernel meanwhile, it would take writes that a later replay of
+    /// the old log would undo.
+    Refused(Errno),
+}
+
 /// Opens the engine for a file: our own descriptor for it (a copy of the program's when that
 /// one is open for reading and writing), its log, and recovery of what a crash left.
-fn open_inode(fd: i32, st: &libc::stat, dir: &str, flags: i32, config: &Config) -> Result<Arc<Inode>, Errno> {
+fn open_inode(fd: i32, st: &libc::stat, dir: &str, flags: i32, config: &Config) -> Result<Arc<Inode>, NotServed> {
     let key = (st.st_dev, st.st_ino);
+    let truncating = flags & libc::O_TRUNC != 0;
+    let exists = |kind| log_path(dir, key, kind).ok().and_then(|p| sys::stat(&p).ok()).is_some_and(|st| st.st_size > 0);
+    let pending = !truncating && (exists(LogKind::Main) || exists(LogKind::Second));
+    let fail = |e: Errno| if pending { NotServed::Refused(e) } else { NotServed::Kernel };
     // A file description of our own: a copy of the program's would share its O_APPEND (set at
     // open or later with F_SETFL), under which every pwrite appends.
-    let reopen = cstring(format!("/proc/self/fd/{fd}"))?;
-    let data_fd = reserved_fd::reserve(sys::openat(libc::AT_FDCWD, &reopen, libc::O_RDWR | libc::O_CLOEXEC, 0)?)?;
-    let (log, log_path) = match acquire_log(dir, key, LogKind::Main) {
-        Ok(l) => l,
-        Err(e) => {
-            reserved_fd::release_and_close(data_fd);
-            return Err(e);
+    let reopen = cstring(format!("/proc/self/fd/{fd}")).map_err(fail)?;
+    let data_fd =
+        reserved_fd::reserve(sys::openat(libc::AT_FDCWD, &reopen, libc::O_RDWR | libc::O_CLOEXEC, 0).map_err(fail)?)
+            .map_err(fail)?;
+    let give_up = |why: NotServed| {
+        reserved_fd::release_and_close(data_fd);
+        why
+    };
+    let marked = match marks::check_at_open(data_fd, key, dir) {
+        Ok(logs) => logs,
+        // A truncating open supersedes what the lost log held.
+        Err(_) if truncating => 0,
+        Err(_lost) => {
+            nvmmio_core::engine::stats::LOST_LOGS.fetch_add(1, Relaxed);
+            return Err(give_up(NotServed::Kernel));
         }
     };
+    let (log, log_path) = acquire_log(dir, key, LogKind::Main).map_err(|e| give_up(fail(e)))?;
     let storage = MappedStorage::with_size(data_fd, st.st_size as u64, log.is_tmpfs());
     let mut settings = config.engine;
     if log.is_disk() && !config.in_place_on_disks {
         settings.in_place_from = u64::MAX;
     }
-    let second = leftover_second_log(dir, key);
+    let second = match leftover_second_log(dir, key) {
+        Ok(second) => second,
+        Err(e) => {
+            drop(log);
+            return Err(give_up(fail(e)));
+        }
+    };
     let spare_path = second.as_ref().map(|(_, path)| path.clone());
-    // A truncating open supersedes whatever an old log holds.
-    let engine = if flags & libc::O_TRUNC != 0 {
-        ManagedFile::create(storage, log, settings).map(|mut engine| {
-            if let Some((second, _)) = second {
-                engine.set_spare(second);
-            }
-            engine
-        })
+    // A truncating open supersedes whatever an old log holds. If setting up fails, the engine
+    // closed the data descriptor with the rest.
+    let engine = if truncating {
+        ManagedFile::create(storage, log, settings)
+            .map(|mut engine| {
+                if let Some((second, _)) = second {
+                    engine.set_spare(second);
+                }
+                engine
+            })
+            .map_err(fail)
     } else {
         ManagedFile::open_pair(storage, log, second.map(|(l, _)| l), settings).map(|(engine, _)| engine).map_err(|e| {
-            // A damaged log is left as it is, for `nvmmio recover` to report; the kernel serves
-            // the file meanwhile.
-            if matches!(e, nvmmio_core::engine::log::OpenError::Damaged(_)) {
-                nvmmio_core::engine::stats::DAMAGED_LOGS.fetch_add(1, Relaxed);
+            match e {
+                OpenError::Damaged(_) => {
+                    nvmmio_core::engine::stats::DAMAGED_LOGS.fetch_add(1, Relaxed);
+                    NotServed::Kernel
+                }
+                OpenError::Io(e) => fail(e),
             }
-            Errno(libc::EIO)
         })
     }?;
     Ok(Arc::new(Inode {
@@ -706,6 +796,7 @@ fn open_inode(fd: i32, st: &libc::stat, dir: &str, flags: i32, config: &Config) 
         parked_fd: std::sync::atomic::AtomicI32::new(-1),
         modified_ns: AtomicU64::new(0),
         max_size: largest_file_size(key.0, data_fd),
+        mark: std::sync::atomic::AtomicU8::new(marked),
     }))
 }
 
@@ -736,7 +827,9 @@ fn finish_inode(inode: &Inode) {
         // If the log cannot be applied it stays where it is, for recovery.
         if let Ok((storage, log, spare)) = engine.into_parts() {
             // The program may hold record locks on the file (closing it would drop them).
-            inode.parked_fd.store(storage.into_fd(), Relaxed);
+            let fd = storage.into_fd();
+            inode.parked_fd.store(fd, Relaxed);
+            marks::after_logs_applied(inode, fd);
             let spare_path = inode.spare_path.lock().unwrap_or_else(|p| p.into_inner()).take();
             // Background checkpoints swap the two logs' roles: the log in use may be the file
             // named `.log2`. Each goes back to the pool under its own file's name.

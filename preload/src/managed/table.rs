@@ -2,7 +2,7 @@
 //! descriptor), one [`OpenFile`] per open file description (offset and flags, shared by dup'd
 //! descriptors), and the descriptor numbers that point to them.
 
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI32, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use nvmmio_core::engine::ManagedFile;
@@ -39,6 +39,9 @@ pub struct Inode {
     pub modified_ns: AtomicU64,
     /// The file system's largest file size (past it writes fail with EFBIG, seeks with EINVAL).
     pub max_size: u64,
+    /// The log files the file's mark names ([`nvmmio_core::persist::mark`]), and the
+    /// `MARK_*` flags of `managed::marks`.
+    pub mark: AtomicU8,
 }
 
 impl Inode {
@@ -53,6 +56,7 @@ impl Inode {
             parked_fd: AtomicI32::new(-1),
             modified_ns: AtomicU64::new(0),
             max_size: i64::MAX as u64,
+            mark: AtomicU8::new(0),
         }
     }
 

@@ -30,10 +30,16 @@ enum Command {
     },
     /// Run a command and log its system calls, strace-style (children and threads included)
     Trace(trace_cmd::TraceArgs),
-    /// Apply what crashed processes left in a managed directory's logs (as the next open would)
+    /// Apply what crashed processes left in a managed directory's logs (as the next open would).
+    /// Exit status: 0 all applied; 1 a log could not be applied yet (no room, say: kept, run
+    /// again later); 2 a log is damaged or lost (file left as it is)
     Recover {
         /// The managed directory
         dir: std::path::PathBuf,
+        /// Accept files whose log was lost as they are: remove their mark, so that nvmmio
+        /// serves them again
+        #[arg(long)]
+        accept_lost: bool,
     },
 }
 
@@ -51,7 +57,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run { launch } => launch::run(&launch, &[]),
         Command::Trace(args) => trace_cmd::run(&args),
-        Command::Recover { dir } => recover::run(&dir),
+        Command::Recover { dir, accept_lost } => recover::run(&dir, accept_lost),
     };
     match result {
         Ok(code) => code,
