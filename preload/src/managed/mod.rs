@@ -625,9 +625,9 @@ fn cstring(s: String) -> Result<CString, Errno> {
 }
 
 /// The log for file `key` in `dir`: a pooled one renamed to the file's log name, unless a log of
-/// that name is already there (left by a crash: it is opened and recovered), else a new one.
-/// The log is locked: a file is managed by one process at a time.
-fn acquire_log(dir: &str, key: (u64, u64), kind: LogKind) -> Result<(LogFile, CString), Errno> {
+/// that name is already there (left by a crash: it is opened and recovered; `true`), else a new
+/// one. The log is locked: a file is managed by one process at a time.
+fn acquire_log(dir: &str, key: (u64, u64), kind: LogKind) -> Result<(LogFile, CString, bool), Errno> {
     let meta = format!("{dir}/.nvmmio");
     let target = log_path(dir, key, kind)?;
     let pooled = {
@@ -636,15 +636,15 @@ fn acquire_log(dir: &str, key: (u64, u64), kind: LogKind) -> Result<(LogFile, CS
     };
     if let Some(p) = pooled {
         match sys::rename_noreplace(&p.path, &target) {
-            Ok(()) => return Ok((p.log, target)),
+            Ok(()) => return Ok((p.log, target, false)),
             Err(_) => POOL.lock().unwrap_or_else(|p| p.into_inner()).push(p),
         }
     }
     let _ = sys::mkdir(&cstring(meta)?, 0o700);
     match open_locked_log(&target, libc::O_CREAT | libc::O_EXCL) {
-        Ok(log) => Ok((log, target)),
+        Ok(log) => Ok((log, target, false)),
         // Left by a crash: opened, for recovery.
-        Err(Errno(libc::EEXIST)) => open_locked_log(&target, 0).map(|log| (log, target)),
+        Err(Errno(libc::EEXIST)) => open_locked_log(&target, 0).map(|log| (log, target, true)),
         Err(e) => {
             // A new log that could not be set up (no room for it, say) is not left behind.
             let _ = sys::unlink(&target);
@@ -729,9 +729,11 @@ enum NotServed {
 fn open_inode(fd: i32, st: &libc::stat, dir: &str, flags: i32, config: &Config) -> Result<Arc<Inode>, NotServed> {
     let key = (st.st_dev, st.st_ino);
     let truncating = flags & libc::O_TRUNC != 0;
+    // Whether a crash left logs with changes the file may lack (asked only when setting up fails
+    // before the logs are opened).
     let exists = |kind| log_path(dir, key, kind).ok().and_then(|p| sys::stat(&p).ok()).is_some_and(|st| st.st_size > 0);
-    let pending = !truncating && (exists(LogKind::Main) || exists(LogKind::Second));
-    let fail = |e: Errno| if pending { NotServed::Refused(e) } else { NotServed::Kernel };
+    let left_by_crash = || !truncating && (exists(LogKind::Main) || exists(LogKind::Second));
+    let fail = |e: Errno| if left_by_crash() { NotServed::Refused(e) } else { NotServed::Kernel };
     // A file description of our own: a copy of the program's would share its O_APPEND (set at
     // open or later with F_SETFL), under which every pwrite appends.
     let reopen = cstring(format!("/proc/self/fd/{fd}")).map_err(fail)?;
@@ -751,7 +753,7 @@ fn open_inode(fd: i32, st: &libc::stat, dir: &str, flags: i32, config: &Config) 
             return Err(give_up(NotServed::Kernel));
         }
     };
-    let (log, log_path) = acquire_log(dir, key, LogKind::Main).map_err(|e| give_up(fail(e)))?;
+    let (log, log_path, crashed) = acquire_log(dir, key, LogKind::Main).map_err(|e| give_up(fail(e)))?;
     let storage = MappedStorage::with_size(data_fd, st.st_size as u64, log.is_tmpfs());
     let mut settings = config.engine;
     if log.is_disk() && !config.in_place_on_disks {
@@ -765,6 +767,8 @@ fn open_inode(fd: i32, st: &libc::stat, dir: &str, flags: i32, config: &Config) 
         }
     };
     let spare_path = second.as_ref().map(|(_, path)| path.clone());
+    let pending = !truncating && (crashed || second.is_some());
+    let fail = |e: Errno| if pending { NotServed::Refused(e) } else { NotServed::Kernel };
     // A truncating open supersedes whatever an old log holds. If setting up fails, the engine
     // closed the data descriptor with the rest.
     let engine = if truncating {
@@ -851,7 +855,7 @@ fn finish_inode(inode: &Inode) {
 /// engine checkpoints by itself when the log must make room.
 pub fn start_background_checkpoint(inode: &Arc<Inode>, engine: &mut table::Engine) {
     if !engine.has_spare() {
-        let Ok((spare, path)) = acquire_log(&inode.dir, inode.key, LogKind::Second) else { return };
+        let Ok((spare, path, _)) = acquire_log(&inode.dir, inode.key, LogKind::Second) else { return };
         engine.set_spare(spare);
         *inode.spare_path.lock().unwrap_or_else(|p| p.into_inner()) = Some(path);
     }
