@@ -6,6 +6,7 @@
 //! - [`dispatch`]: what nvmmio does with a call: forward, serve (managed files) or trace it;
 //! - [`managed`]: files in managed directories, served by the engine;
 //! - [`usercopy`]: copies to and from program buffers that turn bad pointers into EFAULT;
+//! - [`signals`]: the program's signal handlers wait while their thread is inside nvmmio;
 //! - [`fd_table`]: what is known about each descriptor number;
 //! - [`process`]: fork, vfork, clone and exec bookkeeping;
 //! - [`symbols`]: the hottest data calls exported as libc symbols, skipping the trampoline;
@@ -21,6 +22,7 @@ mod hook;
 mod managed;
 mod process;
 mod reserved_fd;
+mod signals;
 mod symbols;
 mod tracer;
 mod usercopy;

@@ -252,11 +252,18 @@ pub fn fremovexattr(fd: i32, name: &std::ffi::CStr) -> Result<(), Errno> {
     plain(libc::SYS_fremovexattr, [fd as usize, name.as_ptr() as usize, 0, 0, 0, 0]).map(drop)
 }
 
-/// Blocks every signal in the calling thread (a helper thread: the program's signals are for
-/// its own threads).
-pub fn block_all_signals() -> Result<(), Errno> {
+/// Blocks every signal in the calling thread and returns the mask it had (a helper thread: the
+/// program's signals are for its own threads).
+pub fn block_all_signals() -> Result<u64, Errno> {
     let all: u64 = !0;
-    let a = [libc::SIG_BLOCK as usize, &all as *const u64 as usize, 0, 8, 0, 0];
+    let mut old: u64 = 0;
+    let a = [libc::SIG_BLOCK as usize, &all as *const u64 as usize, &mut old as *mut u64 as usize, 8, 0, 0];
+    plain(libc::SYS_rt_sigprocmask, a).map(|_| old)
+}
+
+/// Sets the calling thread's signal mask (back to what [`block_all_signals`] returned).
+pub fn set_signal_mask(mask: u64) -> Result<(), Errno> {
+    let a = [libc::SIG_SETMASK as usize, &mask as *const u64 as usize, 0, 8, 0, 0];
     plain(libc::SYS_rt_sigprocmask, a).map(drop)
 }
 

@@ -39,7 +39,8 @@ fn queue() -> MutexGuard<'static, VecDeque<Job>> {
 /// started: the caller applies it itself.
 pub fn submit(inode: &Arc<Inode>, frozen: &Arc<Frozen<LogFile>>, fd: i32) -> bool {
     if !STARTED.load(Relaxed) {
-        let spawned = std::thread::Builder::new().name("nvmmio-checkpoint".into()).stack_size(256 << 10).spawn(worker);
+        let builder = std::thread::Builder::new().name("nvmmio-checkpoint".into()).stack_size(256 << 10);
+        let spawned = super::spawn_quiet(builder, worker);
         if spawned.is_err() {
             return false;
         }
@@ -51,8 +52,6 @@ pub fn submit(inode: &Arc<Inode>, frozen: &Arc<Frozen<LogFile>>, fd: i32) -> boo
 }
 
 fn worker() {
-    // The program's signals are for its own threads.
-    let _ = sys::block_all_signals();
     let _inside = crate::guard::enter();
     loop {
         let job = {

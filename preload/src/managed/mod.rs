@@ -300,7 +300,9 @@ pub fn before(nr: usize, args: [usize; 6]) -> Plan {
             Plan::KernelThen
         }
         libc::SYS_listxattr | libc::SYS_llistxattr | libc::SYS_flistxattr => Plan::KernelThen,
-        libc::SYS_rt_sigaction => match usercopy::program_sigaction(args[0] as i32, args[1], args[2]) {
+        libc::SYS_rt_sigaction => match usercopy::program_sigaction(args[0] as i32, args[1], args[2])
+            .or_else(|| crate::signals::program_sigaction(args[0] as i32, args[1], args[2], args[3]))
+        {
             Some(result) => Plan::Served(result),
             None => Plan::Kernel,
         },
@@ -891,6 +893,18 @@ fn kernel_on_checkpointed(fds: &[i32]) -> Plan {
         }
     }
     Plan::KernelThen
+}
+
+/// Starts a thread of nvmmio's own with every signal blocked from its first instruction (a
+/// thread inherits its creator's mask, and one the program does not know of must never run the
+/// program's signal handlers).
+fn spawn_quiet(builder: std::thread::Builder, f: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
+    let old = sys::block_all_signals();
+    let spawned = builder.spawn(f);
+    if let Ok(mask) = old {
+        let _ = sys::set_signal_mask(mask);
+    }
+    spawned.map(drop)
 }
 
 /// Before fork, vfork or exec: every file checkpointed, every offset in the kernel.

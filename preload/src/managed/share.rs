@@ -222,8 +222,8 @@ fn ensure_listener() -> bool {
     }
     let started =
         ipc::listen_abstract(socket_name(sys::getpid()).as_bytes()).and_then(reserved_fd::reserve).and_then(|fd| {
-            let spawned =
-                std::thread::Builder::new().name("nvmmio-share".into()).stack_size(256 << 10).spawn(move || answer(fd));
+            let builder = std::thread::Builder::new().name("nvmmio-share".into()).stack_size(256 << 10);
+            let spawned = super::spawn_quiet(builder, move || answer(fd));
             match spawned {
                 Ok(_) => Ok(fd),
                 Err(_) => {
@@ -241,7 +241,6 @@ fn ensure_listener() -> bool {
 
 /// The answering thread: one question at a time.
 fn answer(listener: i32) {
-    let _ = sys::block_all_signals();
     let _inside = crate::guard::enter();
     // Wait with poll, then accept: a blocked accept would hold the program's next descriptor
     // number (the kernel reserves it before it waits).
