@@ -1,8 +1,10 @@
 //! Signals arriving in the middle of served calls (tests/programs/signals_served.c): an interval
 //! timer and another thread's pthread_kill interrupt data calls on a file in a managed directory,
-//! and the handler itself writes and reads managed files; sigaction reports the program's own
-//! actions (nvmmio installs a trampoline). The program must print what it prints without nvmmio
-//! (no EINTR, full counts, every byte as the model says), leave the same files, and never hang.
+//! and the handler itself writes and reads managed files; also while the program forks, and
+//! with SA_RESETHAND (sigaction must report the program's own actions: nvmmio installs a
+//! trampoline). The program must print what it prints without nvmmio (no EINTR, full counts,
+//! every byte as the model says), leave the same files, and never hang. pthread_cancel still
+//! unwinds a thread from glibc's handler.
 
 mod common;
 
@@ -67,6 +69,25 @@ fn same_with_and_without(phases: &[&str], rounds: usize) {
 #[test]
 fn served_calls_and_handlers_doing_io_get_the_kernels_results() {
     same_with_and_without(&["actions", "restart", "norestart"], 3);
+}
+
+/// glibc's atfork handlers: nvmmio holds its tables' locks until the fork returns.
+#[test]
+fn forks_while_handlers_do_io_never_hang() {
+    same_with_and_without(&["fork"], 3);
+}
+
+/// glibc's cancellation handler (SIGCANCEL) unwinds the thread from the trampoline.
+#[test]
+fn pthread_cancel_unwinds_through_the_trampoline() {
+    let dir = shm_dir();
+    let exe = compile_c("cancel", dir.path());
+    fs::write(dir.path().join("file"), b"some bytes").unwrap();
+    let mut cmd = Command::new("timeout");
+    cmd.args(["-s", "KILL", "20"]).arg(&exe).arg("file").current_dir(dir.path());
+    cmd.env("LD_PRELOAD", library()).env("NVMMIO_DIRS", dir.path());
+    let out = ok(&cmd.output().unwrap());
+    assert_eq!(out, "pipe reader cancelled=1 cleaned=1\nfile reader cancelled=1 cleaned=1\n");
 }
 
 /// A handler's served call allocates (glibc's malloc, not async-signal-safe): if the signal

@@ -10,6 +10,8 @@ use std::sync::atomic::{compiler_fence, AtomicU64, Ordering::Relaxed, Ordering::
 
 thread_local! {
     static INSIDE: Cell<bool> = const { Cell::new(false) };
+    /// Set while nvmmio keeps locks across code that is not its own (see [`hold_signals`]).
+    static HELD: Cell<bool> = const { Cell::new(false) };
     /// Signals held back (bit `n - 1` for signal `n`), blocked and pending. Atomic because a
     /// handler may run between any two instructions of [`leave`]: its swap is one instruction.
     static DEFERRED: AtomicU64 = const { AtomicU64::new(0) };
@@ -34,7 +36,27 @@ pub fn enter() -> Option<Guard> {
 /// with signals still held (a handler running there would see them let through under it, in
 /// the middle of its own calls, although its mask blocks them).
 pub fn holds_signals() -> bool {
-    INSIDE.with(Cell::get) || DEFERRED.with(|d| d.load(Relaxed)) != 0
+    INSIDE.with(Cell::get) || HELD.with(Cell::get) || DEFERRED.with(|d| d.load(Relaxed)) != 0
+}
+
+/// Holds the program's signals back until dropped, inside nvmmio or not: for locks nvmmio keeps
+/// while the program's code runs (glibc's fork, between its atfork handlers).
+pub struct SignalsHeld(());
+
+pub fn hold_signals() -> SignalsHeld {
+    HELD.with(|held| held.set(true));
+    compiler_fence(SeqCst);
+    SignalsHeld(())
+}
+
+impl Drop for SignalsHeld {
+    fn drop(&mut self) {
+        HELD.with(|held| held.set(false));
+        compiler_fence(SeqCst);
+        if !INSIDE.with(Cell::get) {
+            release_deferred();
+        }
+    }
 }
 
 /// Signal `sig` is held back (blocked and pending) until the thread leaves nvmmio.
@@ -47,6 +69,13 @@ pub fn defer(sig: i32) {
 fn leave() {
     INSIDE.with(|inside| inside.set(false));
     compiler_fence(SeqCst);
+    if !HELD.with(Cell::get) {
+        release_deferred();
+    }
+}
+
+/// Lets the signals held back through (the thread is neither inside nor holding them).
+fn release_deferred() {
     // Until this swap, signals are still held back (see `holds_signals`); once DEFERRED is 0
     // nothing sets it at this level (a plain load first: a swap is a locked instruction).
     let deferred = DEFERRED.with(|d| if d.load(Relaxed) == 0 { 0 } else { d.swap(0, Relaxed) });

@@ -10,7 +10,8 @@
  *   restart | norestart : the loop above, handlers with or without SA_RESTART;
  *   malloc              : the main loop allocates and frees (the handler's calls arrive while
  *                         the program is inside malloc);
- *   actions             : sigaction reports the program's own actions; SA_RESETHAND.
+ *   actions             : sigaction reports the program's own actions; SA_RESETHAND;
+ *   fork                : the main loop forks (children exit at once).
  * Prints one line per phase and a final line; every count must be the same with and without
  * nvmmio (how many signals arrived is not printed: it differs from run to run). */
 #define _GNU_SOURCE
@@ -25,6 +26,7 @@
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -303,6 +305,31 @@ static void malloc_phase(void)
 	heintr = hbad = 0;
 }
 
+/* The program forks while the handler's calls arrive (nvmmio prepares a fork in glibc's atfork
+ * handlers and holds its tables' locks until the fork returns). */
+static void fork_phase(void)
+{
+	long hbefore = hcount;
+	long failed = 0;
+	eintr = shortc = bad = 0;
+	signals_on(SA_RESTART);
+	for (int i = 0; i < 150; i++) {
+		fill(4096);
+		check(pwrite(fd, wbuf, 4096, MAIN_OFF + (long)i * 4096), 4096);
+		wrote((long)i * 4096, 4096);
+		pid_t pid = fork();
+		if (pid == 0)
+			_exit(0);
+		int status;
+		if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
+			failed++;
+	}
+	signals_off();
+	printf("fork: failed=%ld eintr=%ld short=%ld bad=%ld handler_eintr=%ld handler_bad=%ld handled_some=%d\n",
+	       failed, eintr, shortc, bad, heintr, hbad, hcount - hbefore > 20);
+	heintr = hbad = 0;
+}
+
 /* What sigaction reports is what the program set (nvmmio installs a trampoline of its own);
  * SA_RESETHAND runs the handler once, while a served call is under way. */
 static volatile long oneshot_runs;
@@ -407,6 +434,8 @@ int main(int argc, char **argv)
 			malloc_phase();
 		else if (!strcmp(argv[i], "actions"))
 			actions_phase();
+		else if (!strcmp(argv[i], "fork"))
+			fork_phase();
 		fflush(stdout);
 	}
 	/* No more signals: check every byte. */

@@ -394,6 +394,9 @@ pub fn after(nr: usize, args: [usize; 6], result: isize) -> isize {
 
 /// Locks held across a fork (see [`table::hold`]).
 struct ForkHold {
+    /// A signal handler's calls on managed files would wait for these locks (held by its own
+    /// thread) until the fork returns: signals wait instead.
+    _signals: crate::guard::SignalsHeld,
     _opening: std::sync::MutexGuard<'static, ()>,
     _tables: table::TablesHeld,
     _pool: std::sync::MutexGuard<'static, Vec<PooledLog>>,
@@ -413,12 +416,15 @@ thread_local! {
 /// child never inherits one held by another thread.
 extern "C" fn fork_prepare() {
     let Some(_inside) = crate::guard::enter() else { return };
+    let signals = crate::guard::hold_signals();
     let opening = OPENING.lock().unwrap_or_else(|p| p.into_inner());
     hand_all_to_kernel();
     let tables = table::hold();
     let pool = POOL.lock().unwrap_or_else(|p| p.into_inner());
     let queue = background::hold();
-    FORK_HOLD.with(|h| *h.borrow_mut() = Some(ForkHold { _opening: opening, _tables: tables, _pool: pool, queue }));
+    FORK_HOLD.with(|h| {
+        *h.borrow_mut() = Some(ForkHold { _signals: signals, _opening: opening, _tables: tables, _pool: pool, queue })
+    });
 }
 
 extern "C" fn fork_parent() {
@@ -432,8 +438,8 @@ extern "C" fn fork_parent() {
 extern "C" fn fork_child() {
     let Some(_inside) = crate::guard::enter() else { return };
     if let Some(held) = FORK_HOLD.with(|h| h.borrow_mut().take()) {
-        let ForkHold { _opening, _tables, _pool, queue } = held;
-        drop((_opening, _tables, _pool));
+        let ForkHold { _signals, _opening, _tables, _pool, queue } = held;
+        drop((_opening, _tables, _pool, _signals));
         background::forget_in_child(queue);
     }
     std::mem::take(&mut *POOL.lock().unwrap_or_else(|p| p.into_inner()));
