@@ -17,6 +17,7 @@ fn crashed_writer(work: &Path, dir: &Path, ms: u64, settings: &[(&str, &str)]) -
     let exe = compile_c("crash_writer", work);
     fs::create_dir_all(dir).unwrap();
     let side = dir.with_extension("side");
+    let _ = fs::remove_file(&side);
     let mut child = Command::new(&exe)
         .arg(dir.join("data"))
         .arg(&side)
@@ -25,6 +26,12 @@ fn crashed_writer(work: &Path, dir: &Path, ms: u64, settings: &[(&str, &str)]) -
         .envs(settings.iter().copied())
         .spawn()
         .unwrap();
+    // The time counts from the writer's first acknowledged fsync: on a loaded machine start-up
+    // alone can take longer than `ms`.
+    let started = std::time::Instant::now();
+    while fs::metadata(&side).map_or(true, |m| m.len() == 0) && started.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(2));
+    }
     std::thread::sleep(Duration::from_millis(ms));
     child.kill().unwrap();
     child.wait().unwrap();
