@@ -25,6 +25,8 @@ pub struct Pending {
     exec: bool,
     /// The engine wants to see the result (an open, a dup, a stat...).
     managed: bool,
+    /// [`managed::handovers`] before the call ran.
+    handovers: u64,
 }
 
 /// Calls the dispatcher must see whenever tracing is on, whatever the filter says.
@@ -56,11 +58,11 @@ pub fn dispatch(nr: usize, args: [usize; 6]) -> Action {
     if let Some(result) = reserved_fd::protect(nr, args) {
         return report(result);
     }
-    let mut managed_after = false;
+    let (mut managed_after, mut handovers) = (false, 0);
     if managed::active() && !process::is_borrowed() {
         match managed::before(nr, args) {
             Plan::Served(result) => return report(result),
-            Plan::KernelThen => managed_after = true,
+            Plan::KernelThen => (managed_after, handovers) = (true, managed::handovers()),
             Plan::Kernel => {}
         }
     }
@@ -74,7 +76,7 @@ pub fn dispatch(nr: usize, args: [usize; 6]) -> Action {
             if let Some(t) = tracer {
                 t.before_exec(nr, args);
             }
-            Action::Run(Pending { start, exec: true, managed: false })
+            Action::Run(Pending { start, exec: true, managed: false, handovers })
         }
         libc::SYS_exit_group | libc::SYS_exit | libc::SYS_rt_sigreturn if tracer.is_some() => {
             if let Some(t) = tracer {
@@ -85,7 +87,9 @@ pub fn dispatch(nr: usize, args: [usize; 6]) -> Action {
             }
             Action::Forward
         }
-        _ if tracer.is_some() || managed_after => Action::Run(Pending { start, exec: false, managed: managed_after }),
+        _ if tracer.is_some() || managed_after => {
+            Action::Run(Pending { start, exec: false, managed: managed_after, handovers })
+        }
         _ => Action::Forward,
     }
 }
@@ -94,7 +98,7 @@ pub fn dispatch(nr: usize, args: [usize; 6]) -> Action {
 /// kernel's, unless a managed file's open is refused).
 pub fn finish(nr: usize, args: [usize; 6], mut result: isize, pending: Pending) -> isize {
     if pending.managed {
-        result = managed::after(nr, args, result);
+        result = managed::after(nr, args, result, pending.handovers);
     }
     let Some(t) = tracer::get() else { return result };
     if pending.exec {

@@ -19,7 +19,10 @@ mod share;
 pub mod table;
 
 use std::ffi::CString;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicU64,
+    Ordering::{Relaxed, SeqCst},
+};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use nvmmio_core::config::Settings;
@@ -320,9 +323,19 @@ fn uses_fd_as_file(nr: usize) -> bool {
     matches!(signature(nr).args.first(), Some(Arg::Fd))
 }
 
+/// How many times a file went from the engine to the kernel (counted once its data file is
+/// final: log applied, size set).
+static HANDOVERS: AtomicU64 = AtomicU64::new(0);
+
+/// [`HANDOVERS`] now: read before a call planned [`Plan::KernelThen`] runs, given to [`after`].
+pub fn handovers() -> u64 {
+    HANDOVERS.load(SeqCst)
+}
+
 /// Sees the result of a call planned [`Plan::KernelThen`]; returns the result the program
 /// gets: the kernel's, or the reason an open is refused (see [`NotServed::Refused`]).
-pub fn after(nr: usize, args: [usize; 6], result: isize) -> isize {
+/// `handovers` is [`handovers`] from before it ran.
+pub fn after(nr: usize, args: [usize; 6], result: isize, handovers: u64) -> isize {
     if matches!(nr as i64, libc::SYS_getxattr | libc::SYS_lgetxattr | libc::SYS_fgetxattr) {
         // The mark's attribute (see `before`): the file's own errors stand, else it is absent.
         let absent = result >= 0 || result == Errno(libc::ERANGE).to_raw();
@@ -370,10 +383,9 @@ pub fn after(nr: usize, args: [usize; 6], result: isize) -> isize {
         libc::SYS_listxattr | libc::SYS_llistxattr | libc::SYS_flistxattr => {
             return marks::strip_from_list(args[1], result)
         }
-        libc::SYS_fstat => io::patch_stat(args[1]),
-        libc::SYS_stat | libc::SYS_lstat => io::patch_stat(args[1]),
-        libc::SYS_newfstatat => io::patch_stat(args[2]),
-        libc::SYS_statx => io::patch_statx(args[4]),
+        libc::SYS_fstat | libc::SYS_stat | libc::SYS_lstat | libc::SYS_newfstatat | libc::SYS_statx => {
+            patch_stat_result(nr, args, handovers)
+        }
         libc::SYS_fallocate | libc::SYS_ioctl | libc::SYS_copy_file_range | libc::SYS_splice | libc::SYS_sendfile => {
             // The descriptor arguments only: another argument may hold a managed fd's number.
             let fds = match nr as i64 {
@@ -390,6 +402,26 @@ pub fn after(nr: usize, args: [usize; 6], result: isize) -> isize {
         _ => {}
     }
     result
+}
+
+/// Corrects the stat structure a stat call filled for a managed file. A file handed to the
+/// kernel while the call ran (its last descriptor closed in another thread, say) may have been
+/// seen with its data file not yet final (the log not applied, the room kept for appends past
+/// its end), and is no longer the engine's to correct: the call is made again.
+fn patch_stat_result(nr: usize, args: [usize; 6], mut handovers: u64) {
+    // A bound, should other threads hand files over without end.
+    for _ in 0..100 {
+        match nr as i64 {
+            libc::SYS_newfstatat => io::patch_stat(args[2]),
+            libc::SYS_statx => io::patch_statx(args[4]),
+            _ => io::patch_stat(args[1]),
+        }
+        let now = HANDOVERS.load(SeqCst);
+        if now == handovers || crate::dispatch::run(nr, args) < 0 {
+            return;
+        }
+        handovers = now;
+    }
 }
 
 /// Locks held across a fork (see [`table::hold`]).
@@ -531,7 +563,7 @@ fn opened(fd: i32, flags: i32) -> Result<(), Errno> {
     }
     let key = (st.st_dev, st.st_ino);
     // One thread at a time decides how a file is served (two threads opening a new file at once
-    // must not both set it up).
+    // must not both set it up), and not while another closes its last descriptor (`release`).
     let _opening = OPENING.lock().unwrap_or_else(|p| p.into_inner());
     let inode = match table::find_inode(key) {
         Some(inode) => {
@@ -549,6 +581,9 @@ fn opened(fd: i32, flags: i32) -> Result<(), Errno> {
             let Some(dir) = managed_dir_of(fd, config) else {
                 return Ok(());
             };
+            // Again under the lock: the size read before may have been that of a file whose
+            // last descriptor was closing, with the room kept for appends past its end.
+            let Ok(st) = sys::fstat(fd) else { return Ok(()) };
             // A file with other links may be open through a path outside the managed
             // directory too, served by the kernel there: the kernel serves it here as well.
             if st.st_nlink > 1 {
@@ -816,26 +851,39 @@ fn open_inode(fd: i32, st: &libc::stat, dir: &str, flags: i32, config: &Config) 
 /// its log.
 fn release(fd: i32) {
     let Some(file) = table::get(fd) else { return };
+    // Another thread opening the file meanwhile either joins this inode before it is found
+    // unused, or finds the file finished (checkpointed, at its size, its log gone): never a
+    // file half handed to the kernel, whose log a new engine could not take (the kernel would
+    // serve that descriptor alone, unseen by the next engine) and whose data file still has
+    // the room kept for appends.
+    let _opening = OPENING.lock().unwrap_or_else(|p| p.into_inner());
     table::set(fd, None);
     let inode = file.inode.clone();
     drop(file);
     if table::inode_in_use(&inode) {
         return;
     }
-    table::remove_inode(&inode);
+    // Finished before it is forgotten: a stat that finds no inode finds the file final (see
+    // `patch_stat_result`).
     finish_inode(&inode);
+    table::remove_inode(&inode);
     inode.close_parked();
     share::leave(&inode.dir, inode.key, true);
 }
 
-/// Held while a newly opened file is looked up and set up.
+/// Held while a newly opened file is looked up and set up, and while a descriptor is released
+/// (its file finished if it was the last).
 static OPENING: Mutex<()> = Mutex::new(());
 
 /// Applies a file's log and gives the log back to the pool; the file is the kernel's from then
 /// on.
 fn finish_inode(inode: &Inode) {
-    let mut state = inode.lock();
-    if let State::Engine(engine) = std::mem::replace(&mut *state, State::Kernel) {
+    finish_locked(inode, &mut inode.lock());
+}
+
+/// [`finish_inode`] with the file's lock held (`state`).
+fn finish_locked(inode: &Inode, state: &mut State) {
+    if let State::Engine(engine) = std::mem::replace(state, State::Kernel) {
         // If the log cannot be applied it stays where it is, for recovery.
         if let Ok((storage, log, spare)) = engine.into_parts() {
             // The program may hold record locks on the file (closing it would drop them).
@@ -855,6 +903,8 @@ fn finish_inode(inode: &Inode) {
                 release_log(&inode.dir, spare, &path);
             }
         }
+        // Under the file's lock: a stat that finds the file the kernel's sees the count moved.
+        HANDOVERS.fetch_add(1, SeqCst);
     }
 }
 
@@ -878,12 +928,19 @@ pub fn start_background_checkpoint(inode: &Arc<Inode>, engine: &mut table::Engin
 /// The program maps the file, or shares it with another process: from now on the kernel
 /// serves it here, with every offset handed over.
 fn hand_to_kernel(inode: &Arc<Inode>) {
-    for (fd, file) in table::all_fds() {
-        if Arc::ptr_eq(&file.inode, inode) {
-            io::push_to_kernel(fd, &file);
+    // The file's lock is held from the first offset handed over until the file is the
+    // kernel's: a call served in between (a read in another thread) would move an offset the
+    // kernel already has.
+    let mut state = inode.lock();
+    if matches!(&*state, State::Engine(_)) {
+        for (fd, file) in table::all_fds() {
+            if Arc::ptr_eq(&file.inode, inode) {
+                let _ = sys::lseek(fd, *file.lock_pos() as i64, libc::SEEK_SET);
+            }
         }
     }
-    finish_inode(inode);
+    finish_locked(inode, &mut state);
+    drop(state);
     share::leave(&inode.dir, inode.key, false);
 }
 

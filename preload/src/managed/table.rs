@@ -169,8 +169,9 @@ pub struct TablesHeld {
     _inodes: MutexGuard<'static, Vec<Arc<Inode>>>,
 }
 
+/// Lock order: a file's lock before the descriptor table (a file handed to the kernel looks
+/// its descriptors up with its lock held).
 pub fn hold() -> TablesHeld {
-    let fds = FDS.write().unwrap_or_else(|p| p.into_inner());
     let inodes = INODES.lock().unwrap_or_else(|p| p.into_inner());
     // A guard must outlive the fork, so each file it locks is kept alive for good: a few
     // bytes per open file and fork, for a guard the borrow checker can see is sound.
@@ -181,5 +182,6 @@ pub fn hold() -> TablesHeld {
             kept.lock()
         })
         .collect();
+    let fds = FDS.write().unwrap_or_else(|p| p.into_inner());
     TablesHeld { _files: files, _fds: fds, _inodes: inodes }
 }
