@@ -1,9 +1,10 @@
 //! The fsx-style differential tester (scripts/fsx) under the library: random sequences of data
 //! calls, truncates, syncs, reopens, dups, O_APPEND, vector calls, fallocate, copy_file_range
-//! and mappings on a managed file and on a kernel file side by side, every result compared.
-//! Seeds that once failed are kept in tests/fsx-seeds.txt and replayed here; races between
-//! threads that a seed does not replay reliably have a program of their own
-//! (tests/programs/handover_races.py).
+//! and mappings on a managed file and on a kernel file side by side, every result compared;
+//! also with the calls issued from several threads, and concurrent phases (threads at once on
+//! regions of their own, opening and closing the file). Seeds that once failed are kept in
+//! tests/fsx-seeds.txt and replayed here; races it found that a seed does not replay reliably
+//! have a program of their own (tests/programs/handover_races.py).
 
 mod common;
 
@@ -40,13 +41,25 @@ fn fsx_on_disk() {
 }
 
 #[test]
+fn fsx_with_threads_on_tmpfs() {
+    fsx(shm_dir().path(), &["--seeds", "1-6", "--ops", "2000", "--threads", "4"]);
+}
+
+#[test]
+fn fsx_with_threads_on_disk() {
+    fsx(tmp_dir().path(), &["--seeds", "1-2", "--ops", "2000", "--threads", "4"]);
+}
+
+#[test]
 fn fsx_replays_saved_seeds() {
     let saved = include_str!("fsx-seeds.txt");
     let dir = shm_dir();
     for line in saved.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')) {
         let mut words = line.split_whitespace();
         let (seed, ops) = (words.next().unwrap(), words.next().unwrap_or("2000"));
-        fsx(dir.path(), &["--seed", seed, "--ops", ops]);
+        // Any further words are options (--threads N --concurrent K).
+        let rest: Vec<&str> = words.collect();
+        fsx(dir.path(), &[&["--seed", seed, "--ops", ops], &rest[..]].concat());
     }
 }
 
