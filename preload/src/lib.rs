@@ -18,6 +18,7 @@ mod dispatch;
 mod fd_table;
 mod ffi;
 mod guard;
+mod handler_alloc;
 mod hook;
 mod managed;
 mod process;
@@ -26,6 +27,10 @@ mod signals;
 mod symbols;
 mod tracer;
 mod usercopy;
+
+/// glibc's malloc, except in the program's signal handlers (see [`handler_alloc`]).
+#[global_allocator]
+static ALLOCATOR: handler_alloc::HandlerSafe = handler_alloc::HandlerSafe;
 
 use std::sync::OnceLock;
 

@@ -138,7 +138,11 @@ extern "C-unwind" fn trampoline(sig: c_int, info: *mut libc::siginfo_t, ctx: *mu
     // destructor is alive here.
     unsafe {
         let program_handler = std::mem::transmute::<usize, Handler>(handler);
+        // nvmmio's allocations while it runs must not need glibc's malloc, which the code it
+        // interrupted may be inside (see `handler_alloc`).
+        crate::handler_alloc::enter_handler();
         program_handler(sig, info, ctx);
+        crate::handler_alloc::leave_handler();
     }
 }
 
