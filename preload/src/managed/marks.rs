@@ -19,8 +19,8 @@ const LOGS: u8 = MAIN | SECOND;
 
 /// Before a call that may change the file: the mark names every log file it has.
 pub fn before_change(inode: &Inode, engine: &Engine) {
-    let has_second = inode.spare_path.lock().unwrap_or_else(|p| p.into_inner()).is_some();
-    let want = MAIN | if has_second { SECOND } else { 0 };
+    // A second log file, once made, stays the file's (spare or frozen) until its last close.
+    let want = MAIN | if engine.other_log_medium().is_some() { SECOND } else { 0 };
     let current = inode.mark.load(Relaxed);
     if current & LOGS == want {
         return;
