@@ -232,8 +232,6 @@ fn mixed_writes_on_a_full_tmpfs() {
 
 /// The same with every write logged and checkpoints in the background every 256 KiB.
 #[test]
-#[ignore = "nvmmio bug: now and then (about 1 run in 7 here) the file read back after close differs from what \
-            the program wrote, with every write logged and background checkpoints failing with ENOSPC"]
 fn mixed_logged_writes_on_a_full_tmpfs() {
     let fill = Fill::new();
     let Some(mount) = Mount::tmpfs("4m") else { return };
@@ -250,8 +248,6 @@ fn room_made_after_enospc_is_used() {
 
 /// Every write logged, checkpoints in the background: the checkpoint thread runs out of room.
 #[test]
-#[ignore = "nvmmio bug: now and then an fsync fails with ENOSPC even after the program made room: a file's two \
-            logs (grown by doubling) and the blocks an fsync publishes need more room than the kernel does"]
 fn background_checkpoints_on_a_full_tmpfs() {
     let fill = Fill::new();
     let Some(mount) = Mount::tmpfs("4m") else { return };
@@ -270,7 +266,6 @@ fn one_block_writes_on_a_full_ext4() {
 }
 
 #[test]
-#[ignore = "nvmmio bug: on ext4, after the program deletes a filler file to make room, an fsync can still fail with ENOSPC (not reproduced through the kernel)"]
 fn mixed_writes_on_a_full_ext4() {
     let Some(mount) = Mount::ext4(16) else { return };
     let fill = Fill::new();
@@ -310,6 +305,7 @@ fn crash_round(fill: &Fill, way: Way, sizes: &str, recover: Recover, seed: u64, 
     let (managed, fillers) = (mount.subdir("managed"), mount.subdir("fill"));
     let side_path = scratch.join("side");
     let what = format!("{way:?}, {sizes} writes, seed {seed}, killed after {ms} ms");
+    // A kill before the program starts (a loaded machine) must not find the last round's.
     let _ = fs::remove_file(&side_path);
     let mut child = command(way, exe, &managed)
         .arg("crash")
@@ -392,10 +388,8 @@ fn crash_rounds(ways: &[Way], sizes: &str, recover: Recover, rounds: u64) {
     }
     eprintln!("{rounds} rounds of {sizes} writes: {write_enospc} writes and {fsync_enospc} fsyncs failed with ENOSPC");
     assert!(write_enospc > 0, "the file system never ran full");
-    // The kernel's fsync on tmpfs needs no room; nvmmio's commits and publishing do.
-    if ways.iter().any(|w| matches!(w, Way::Nvmmio(_))) {
-        assert!(fsync_enospc > 0, "no fsync ever failed: the commit path was not tried on a full file system");
-    }
+    // Neither the kernel's fsync on tmpfs nor nvmmio's needs room (a write takes what its commit
+    // and publishing need), so fsyncs seldom fail: none is required to.
 }
 
 /// The checker itself, on the kernel: the file holds every call that returned.

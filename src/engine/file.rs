@@ -331,10 +331,11 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
     }
 
     /// The 512-byte blocks the file would have through the kernel, given the data file's
-    /// (`data_blocks`): without the room kept for appends past the size, with the logged blocks
-    /// past the data file's end.
+    /// (`data_blocks`): without the room kept for appends past the size (in the data file, or
+    /// reserved past its end), with the logged blocks past both.
     pub fn blocks(&self, data_blocks: u64) -> u64 {
-        let data_len = self.data.size().unwrap_or(0);
+        // Reserved blocks are allocated whole, and past the size without a gap.
+        let data_len = self.data.size().unwrap_or(0).max(self.data.reserved_to().next_multiple_of(BLOCK));
         let padding = data_len.saturating_sub(self.size.next_multiple_of(BLOCK)) / 512;
         if self.size <= data_len {
             // Every block below the size is in the data file's range (a stat must stay cheap:
@@ -473,6 +474,13 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         {
             self.allocate_logged_gap(from / BLOCK * BLOCK, first)?;
             self.data.reserve(from, end)?;
+        }
+        // So do logged blocks past the data file's end, which publishing and checkpoints write
+        // there later, as the kernel's write would take them now. Left until then, their room
+        // could be gone (the logs grow into it), and a checkpoint that finds none can never
+        // empty the log to give its room back.
+        if end > self.data.size()? {
+            self.data.reserve_past_end(offset, end)?;
         }
         let mut done = 0usize;
         let mut block = first;
@@ -680,7 +688,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         if self.log.used() == 0 {
             // Nothing logged (a background checkpoint took it all): only the room kept for
             // appends goes.
-            if self.data.size()? != self.size {
+            if self.data.size()? != self.size || self.data.reserved_to() > self.size {
                 self.data.set_len(self.size)?;
                 self.data.sync()?;
             }
@@ -692,7 +700,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
             self.index.iter().filter(|(_, s)| !s.published).map(|(&b, s)| (b, s.pos)).collect();
         blocks.sort_unstable();
         write_blocks(&mut self.data, &self.log, &blocks, self.size)?;
-        if self.data.size()? != self.size {
+        if self.data.size()? != self.size || self.data.reserved_to() > self.size {
             self.data.set_len(self.size)?;
         }
         self.data.sync()?;
@@ -861,7 +869,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         self.publish(&mut blocks)?;
         if self.data.size()? < self.committed_size {
             // Grown without data (a truncate upwards, or a write past a hole's end).
-            self.data.set_len(self.committed_size)?;
+            self.data.grow(self.committed_size)?;
         }
         Ok(())
     }

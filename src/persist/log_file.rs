@@ -70,7 +70,7 @@ impl LogFile {
 /// write-back changes the file's metadata, so that every commit's msync would pay for a journal
 /// commit as well as its one cache flush.
 fn allocate(fd: i32, from: u64, to: u64, memory_only: bool) -> Result<(), Errno> {
-    sys::fallocate(fd, 0, to)?;
+    sys::fallocate_or_undo(fd, 0, to)?;
     if memory_only || from >= to {
         return Ok(());
     }

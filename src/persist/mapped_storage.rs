@@ -24,6 +24,10 @@ pub struct MappedStorage {
     /// On tmpfs, the blocks in place writes allocated are mapped up to here (one call for the
     /// room kept for appends instead of a fault a page).
     populated_to: u64,
+    /// Blocks past the end are allocated up to here for logged bytes (see
+    /// [`Storage::reserve_past_end`]; 0: none). Not counted in `hole_free_to`, which stays at
+    /// or below `len`.
+    reserved_to: u64,
 }
 
 impl MappedStorage {
@@ -39,7 +43,16 @@ impl MappedStorage {
 
     /// As [`MappedStorage::new`], with the size and file system already known.
     pub fn with_size(fd: i32, len: u64, tmpfs: bool) -> Self {
-        MappedStorage { fd, tmpfs, len, map: None, bulk: Vec::new(), hole_free_to: 0, populated_to: len }
+        MappedStorage {
+            fd,
+            tmpfs,
+            len,
+            map: None,
+            bulk: Vec::new(),
+            hole_free_to: 0,
+            populated_to: len,
+            reserved_to: 0,
+        }
     }
 }
 
@@ -70,9 +83,10 @@ impl MappedStorage {
         // From the write's first page: a hole before it stays a hole (sparse files stay sparse).
         let start = self.len.max(from & !4095);
         let hole_free = self.hole_free_to >= start;
-        if sys::fallocate(self.fd, start, roomy - start).is_err() {
+        if sys::fallocate_or_undo(self.fd, start, roomy - start).is_err() {
+            self.forget_reserved();
             // Maybe no room for the extra: exactly what is needed, or the error.
-            sys::fallocate(self.fd, start, end - start)?;
+            sys::fallocate_or_undo(self.fd, start, end - start)?;
             self.len = end;
         } else {
             self.len = roomy;
@@ -99,9 +113,23 @@ impl MappedStorage {
         }
         let st = sys::fstat(self.fd)?;
         let size = st.st_size as u64;
-        let prefix = if st.st_blocks as u64 * 512 >= size.next_multiple_of(4096) { size } else { 0 };
+        // Blocks reserved past the end count too: leave them out (all of that range, at most).
+        let past_end = self.reserved_to.next_multiple_of(4096).saturating_sub(size.next_multiple_of(4096));
+        let blocks = (st.st_blocks as u64 * 512).saturating_sub(past_end);
+        let prefix = if blocks >= size.next_multiple_of(4096) { size } else { 0 };
         self.hole_free_to = self.hole_free_to.max(prefix);
         Ok(prefix)
+    }
+}
+
+impl MappedStorage {
+    /// After a failed fallocate past the end: on a disk the undo may have cut the file, freeing
+    /// the blocks reserved past it, so they are reserved again when needed. (tmpfs gives back
+    /// only the blocks the failed call allocated, and keeps the size.)
+    fn forget_reserved(&mut self) {
+        if !self.tmpfs {
+            self.reserved_to = self.reserved_to.min(self.len);
+        }
     }
 }
 
@@ -211,6 +239,30 @@ impl Storage for MappedStorage {
         Ok(())
     }
 
+    fn reserve_past_end(&mut self, from: u64, end: u64) -> Result<(), Errno> {
+        let have = self.len.max(self.reserved_to);
+        if end <= have {
+            return Ok(());
+        }
+        // In steps, as the room kept for appends (the size may stay behind until a checkpoint:
+        // the step follows what is reserved); from the write's first page (a hole the program
+        // leaves stays a hole). Nothing of ours is in that range: it may be punched.
+        let start = have.max(from & !4095);
+        let step = (have / 8).clamp(4 << 10, 64 << 20);
+        let roomy = end.max(have + step).next_multiple_of(4096);
+        if sys::fallocate_past_end(self.fd, start, roomy - start).is_err() {
+            sys::fallocate_past_end(self.fd, start, end - start)?;
+            self.reserved_to = end;
+        } else {
+            self.reserved_to = roomy;
+        }
+        Ok(())
+    }
+
+    fn reserved_to(&self) -> u64 {
+        self.reserved_to
+    }
+
     fn few_writes_prefer_bulk(&self) -> bool {
         // Worth a mapping (set up once) on tmpfs unless the file is small (a short-lived
         // journal, say, is published once or twice and closed).
@@ -227,7 +279,7 @@ impl Storage for MappedStorage {
         for &(start, end) in ranges {
             if end > allocated {
                 let from = start.max(allocated);
-                sys::fallocate(self.fd, from, end - from)?;
+                sys::fallocate_or_undo(self.fd, from, end - from).inspect_err(|_| self.forget_reserved())?;
             }
             self.len = self.len.max(end);
             self.bulk.push((start, end));
@@ -239,7 +291,16 @@ impl Storage for MappedStorage {
     }
 
     fn set_len(&mut self, len: u64) -> Result<(), Errno> {
+        // Nothing stays allocated past the new end: a truncate that does not grow the file frees
+        // what is past it, reserved blocks too (tmpfs and ext4 do so for a truncate to the size
+        // the file has as well); one that grows it into reserved blocks is made twice. (The file
+        // may be longer than `self.len`: the checkpoint thread writes past it.)
+        let grows = len > self.len && sys::file_size(self.fd)? < len;
         sys::ftruncate(self.fd, len)?;
+        if grows && self.reserved_to > len {
+            sys::ftruncate(self.fd, len)?;
+        }
+        self.reserved_to = self.reserved_to.min(len);
         self.len = len;
         self.hole_free_to = self.hole_free_to.min(len);
         self.populated_to = self.populated_to.min(len);
@@ -248,6 +309,16 @@ impl Storage for MappedStorage {
             r.1 = r.1.min(len);
             r.0 < r.1
         });
+        Ok(())
+    }
+
+    fn grow(&mut self, len: u64) -> Result<(), Errno> {
+        // Not by a truncate to the size the file has already (the checkpoint thread may have
+        // written up to it): that would free the blocks reserved past its end.
+        if sys::file_size(self.fd)? < len {
+            sys::ftruncate(self.fd, len)?;
+        }
+        self.len = self.len.max(len);
         Ok(())
     }
 
@@ -273,7 +344,11 @@ impl Storage for MappedStorage {
     fn refresh(&mut self) -> Result<u64, Errno> {
         // The kernel may have changed the file (a hole punched): ask again.
         self.hole_free_to = 0;
-        self.len = sys::file_size(self.fd)?;
+        let len = sys::file_size(self.fd)?;
+        if len < self.len {
+            self.reserved_to = self.reserved_to.min(len);
+        }
+        self.len = len;
         self.populated_to = self.populated_to.min(self.len);
         // Asked now, not left unknown: reads go through the mapping only below it.
         self.allocated_prefix(self.len)?;

@@ -99,6 +99,13 @@ pub trait Storage {
         fill: &mut dyn FnMut(&mut [u8]) -> usize,
     ) -> Result<usize, Errno>;
     fn set_len(&mut self, len: u64) -> Result<(), Errno>;
+    /// Makes the file at least `len` long, keeping what is allocated past its end.
+    fn grow(&mut self, len: u64) -> Result<(), Errno> {
+        if self.size()? < len {
+            self.set_len(len)?;
+        }
+        Ok(())
+    }
     /// Makes every completed write and size change durable.
     fn sync(&mut self) -> Result<(), Errno>;
     /// About to write many blocks in `ranges` (sorted, disjoint): a storage may allocate them
@@ -118,6 +125,18 @@ pub trait Storage {
     fn allocate_keep_size(&mut self, ranges: &[(u64, u64)]) -> Result<(), Errno> {
         let _ = ranges;
         Ok(())
+    }
+    /// Allocates the blocks of `from..end` past the file's end for bytes written elsewhere (a
+    /// log) that [`Storage::write_at`] stores there later, without changing the file's size:
+    /// that store then needs no room (ENOSPC now, as the kernel's write would give it).
+    fn reserve_past_end(&mut self, from: u64, end: u64) -> Result<(), Errno> {
+        let _ = (from, end);
+        Ok(())
+    }
+    /// How far [`Storage::reserve_past_end`] allocated (0: nothing past the end); cut back by
+    /// [`Storage::set_len`].
+    fn reserved_to(&self) -> u64 {
+        0
     }
     /// Whether a few blocks are written faster after [`Storage::prepare_bulk`] than one call
     /// each (a mapping of a memory-backed file already set up).

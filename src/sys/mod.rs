@@ -279,6 +279,33 @@ pub fn fallocate_keep_size(fd: i32, offset: u64, len: u64) -> Result<(), Errno> 
     plain(libc::SYS_fallocate, a).map(drop)
 }
 
+/// [`fallocate`] of a range that may end past the file's end. If it fails (ENOSPC) after
+/// moving the size, the file is cut back to the size it had: ext4 keeps the blocks a failed
+/// fallocate got before it ran out, and the size they reach (tmpfs gives them back itself), so
+/// that room would be lost to every later write, ours and other files', and the file would
+/// look longer than it is. The cut also frees blocks allocated past the end before.
+pub fn fallocate_or_undo(fd: i32, offset: u64, len: u64) -> Result<(), Errno> {
+    let before = file_size(fd)?;
+    let r = fallocate(fd, offset, len);
+    if r.is_err() && file_size(fd).is_ok_and(|now| now > before) {
+        let _ = ftruncate(fd, before);
+    }
+    r
+}
+
+/// Allocates `offset..offset + len`, past the file's end, without changing its size
+/// (`FALLOC_FL_KEEP_SIZE`). If that fails, the range is punched out again (ext4 keeps what a
+/// failed call allocated): only for a range that holds nothing else.
+pub fn fallocate_past_end(fd: i32, offset: u64, len: u64) -> Result<(), Errno> {
+    let call =
+        |mode: i32| plain(libc::SYS_fallocate, [fd as usize, mode as usize, offset as usize, len as usize, 0, 0]);
+    let r = call(libc::FALLOC_FL_KEEP_SIZE).map(drop);
+    if r.is_err() {
+        let _ = call(libc::FALLOC_FL_KEEP_SIZE | libc::FALLOC_FL_PUNCH_HOLE);
+    }
+    r
+}
+
 /// The size in bytes of an open file.
 pub fn file_size(fd: i32) -> Result<u64, Errno> {
     Ok(fstat(fd)?.st_size as u64)

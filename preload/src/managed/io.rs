@@ -151,7 +151,9 @@ pub fn serve(nr: usize, args: [usize; 6], file: &Arc<OpenFile>) -> Option<isize>
         }
     }
     let mut result = serve_engine(nr, args, file, engine);
-    if result == Some(err(libc::ENOSPC)) && super::drain_pool() {
+    // Not a synced write: one whose sync failed has written, and run again it would append
+    // twice, or write at a file offset it already moved. It retries its sync itself.
+    if result == Some(err(libc::ENOSPC)) && !synced_write(nr, args) && super::drain_pool() {
         // Emptied logs kept for reuse held room on this file system: try once more without them.
         result = serve_engine(nr, args, file, engine);
     }
@@ -162,6 +164,11 @@ pub fn serve(nr: usize, args: [usize; 6], file: &Arc<OpenFile>) -> Option<isize>
         super::start_background_checkpoint(&file.inode, engine);
     }
     result
+}
+
+/// Whether the call is a `pwritev2` that syncs what it wrote (RWF_SYNC, RWF_DSYNC).
+fn synced_write(nr: usize, args: [usize; 6]) -> bool {
+    nr as i64 == libc::SYS_pwritev2 && args[5] as i32 & (libc::RWF_DSYNC | libc::RWF_SYNC) != 0
 }
 
 /// Whether a call that returned `result` changed the file's contents or size (as the kernel
@@ -234,7 +241,11 @@ fn serve_engine(nr: usize, args: [usize; 6], file: &Arc<OpenFile>, engine: &mut 
             let append = flags & libc::RWF_APPEND != 0;
             let r = write_at_pos(engine, file, buffers(None, vector), at, append);
             if r >= 0 && flags & (libc::RWF_DSYNC | libc::RWF_SYNC) != 0 {
-                if let Err(e) = engine.sync() {
+                let mut synced = engine.sync();
+                if synced == Err(Errno(libc::ENOSPC)) && super::drain_pool() {
+                    synced = engine.sync();
+                }
+                if let Err(e) = synced {
                     return Some(e.to_raw());
                 }
             }
