@@ -201,6 +201,31 @@ fn a_lost_log_is_reported_and_the_file_left_alone() {
     assert!(recover(work, &dir).status.success());
 }
 
+/// A truncating open supersedes a lost log: the file is empty as the program asked, and its
+/// mark goes (no lost log reported ever after).
+#[test]
+fn a_truncating_open_supersedes_a_lost_log() {
+    let base = shm_dir();
+    let work = base.path();
+    let dir = work.join("t");
+    crashed_writer(work, &dir, 200, &[("NVMMIO_CHECKPOINT_AT", "64m"), ("NVMMIO_IN_PLACE_FROM", "1g")]);
+    for log in logs_of(&dir, "log").into_iter().chain(logs_of(&dir, "log2")) {
+        fs::remove_file(log).unwrap();
+    }
+    let out = Command::new("/usr/bin/python3")
+        .args(["-c", "import os; os.close(os.open('data', os.O_WRONLY | os.O_TRUNC))"])
+        .current_dir(&dir)
+        .env("LD_PRELOAD", library())
+        .env("NVMMIO_DIRS", &dir)
+        .output()
+        .unwrap();
+    ok(&out);
+    assert_eq!(fs::metadata(dir.join("data")).unwrap().len(), 0);
+    assert!(!xattrs(&dir.join("data")).contains("nvmmio"));
+    let out = recover(work, &dir);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
 /// A file with two logs (a background checkpoint was running) whose second log is lost:
 /// replaying the first alone could leave a torn mix; it is reported instead.
 #[test]

@@ -789,8 +789,11 @@ fn open_inode(fd: i32, st: &libc::stat, dir: &str, flags: i32, config: &Config) 
     };
     let marked = match marks::check_at_open(data_fd, key, dir) {
         Ok(logs) => logs,
-        // A truncating open supersedes what the lost log held.
-        Err(_) if truncating => 0,
+        // A truncating open supersedes what the lost log held: its mark goes.
+        Err(_) if truncating => {
+            let _ = nvmmio_core::persist::mark::Mark::remove(data_fd);
+            0
+        }
         Err(_lost) => {
             nvmmio_core::engine::stats::LOST_LOGS.fetch_add(1, Relaxed);
             return Err(give_up(NotServed::Kernel));
