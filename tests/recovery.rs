@@ -35,7 +35,9 @@ fn crashed_writer(work: &Path, dir: &Path, ms: u64, settings: &[(&str, &str)]) -
     std::thread::sleep(Duration::from_millis(ms));
     child.kill().unwrap();
     child.wait().unwrap();
-    fs::read_to_string(&side).unwrap_or_default().lines().last().map(|l| l.parse().unwrap())
+    // Whole lines only: SIGKILL can cut a write that straddles a page of the side file.
+    let text = fs::read_to_string(&side).unwrap_or_default();
+    text.split_inclusive('\n').filter_map(|l| l.strip_suffix('\n')).next_back().map(|l| l.parse().unwrap())
 }
 
 fn recover(work: &Path, dir: &Path) -> std::process::Output {
