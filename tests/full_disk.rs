@@ -18,7 +18,6 @@ mod side;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::Duration;
 
 use common::*;
 use side::{check_crash_image, parse_side, Side};
@@ -317,14 +316,7 @@ fn crash_round(fill: &Fill, way: Way, sizes: &str, recover: Recover, seed: u64, 
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // The kill time counts from the writer's first record: on a loaded machine start-up alone
-    // can take longer than `ms`, and a writer killed before it starts would leave the side
-    // file of the round before.
-    let started = std::time::Instant::now();
-    while fs::metadata(&side_path).map_or(true, |m| m.len() == 0) && started.elapsed() < Duration::from_secs(20) {
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    std::thread::sleep(Duration::from_millis(ms));
+    sleep_after_first_record(&side_path, ms);
     let _ = child.kill();
     let out = child.wait_with_output().unwrap();
     use std::os::unix::process::ExitStatusExt;

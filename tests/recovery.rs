@@ -26,13 +26,7 @@ fn crashed_writer(work: &Path, dir: &Path, ms: u64, settings: &[(&str, &str)]) -
         .envs(settings.iter().copied())
         .spawn()
         .unwrap();
-    // The time counts from the writer's first acknowledged fsync: on a loaded machine start-up
-    // alone can take longer than `ms`.
-    let started = std::time::Instant::now();
-    while fs::metadata(&side).map_or(true, |m| m.len() == 0) && started.elapsed() < Duration::from_secs(20) {
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    std::thread::sleep(Duration::from_millis(ms));
+    sleep_after_first_record(&side, ms);
     child.kill().unwrap();
     child.wait().unwrap();
     // Whole lines only: SIGKILL can cut a write that straddles a page of the side file.

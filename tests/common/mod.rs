@@ -130,3 +130,15 @@ pub fn check_crash_writer_file(data: &[u8], synced: Option<u64>, what: &str) {
         assert!(rec == expect, "{what}: record {i} of {records} torn or wrong (synced {synced:?})");
     }
 }
+
+/// Waits until a program just started has written something to its side file `path` (at most
+/// 20 s), then `ms` more milliseconds: kill times count from the program's first record. On a
+/// loaded machine start-up alone can take longer than the kill time, and a program killed
+/// before it starts leaves nothing to check.
+pub fn sleep_after_first_record(path: &Path, ms: u64) {
+    let started = std::time::Instant::now();
+    while std::fs::metadata(path).map_or(true, |m| m.len() == 0) && started.elapsed().as_secs() < 20 {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+}

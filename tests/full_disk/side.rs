@@ -86,7 +86,8 @@ fn apply(file: &mut Vec<u8>, id: u32, call: Call, count: Option<u64>) {
 /// The file must be what every call up to the last fsync left, plus the calls after it up to
 /// some point (whole ones: a failed call changes nothing, the one in flight is all there or
 /// not at all). With `short_in_flight` (the kernel, whose writes on a full file system may be
-/// short), the write in flight may also have left the part of it that ends the file.
+/// short, and which SIGKILL stops between pages), the write in flight may also have left the
+/// part of it that ends the file, or any part of it that ends at a page boundary.
 pub fn check_crash_image(got: &[u8], side: &Side, short_in_flight: bool, what: &str) {
     let mut image = Vec::new();
     let mut later = Vec::new();
@@ -116,10 +117,16 @@ pub fn check_crash_image(got: &[u8], side: &Side, short_in_flight: bool, what: &
     }
     for &(id, call, count) in &later {
         if let (Call::Write { off, len }, None, true) = (call, count, short_in_flight) {
-            let mut short = image.clone();
-            apply(&mut short, id, call, Some((got.len() as u64).saturating_sub(off).min(len)));
-            if consider(&short, Some(id)) {
-                return;
+            // The part that ends the file, or a part cut at a page boundary (SIGKILL stops the
+            // kernel's copy between pages).
+            let ends_file = (got.len() as u64).saturating_sub(off).min(len);
+            let at_pages = (off / 4096 + 1..).map(|page| page * 4096 - off).take_while(|&n| n < len);
+            for n in std::iter::once(ends_file).chain(at_pages) {
+                let mut short = image.clone();
+                apply(&mut short, id, call, Some(n));
+                if consider(&short, Some(id)) {
+                    return;
+                }
             }
         }
         apply(&mut image, id, call, count);
