@@ -23,6 +23,13 @@ pub const MAIN: u8 = 1;
 /// Its second log, `DEV-INODE.log2` (background checkpoints).
 pub const SECOND: u8 = 2;
 
+/// The name of file `key`'s log `bit` ([`MAIN`] or [`SECOND`]) in its directory's `.nvmmio`:
+/// `DEV-INODE.log` or `DEV-INODE.log2`.
+pub fn log_file_name(key: (u64, u64), bit: u8) -> String {
+    let ext = if bit == SECOND { "log2" } else { "log" };
+    format!("{}-{}.{ext}", key.0, key.1)
+}
+
 /// What a file's mark says.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Mark {

@@ -65,8 +65,8 @@ pub fn after_logs_applied(inode: &Inode, fd: i32) {
 /// `Err(path)` with the first named log that no longer exists.
 pub fn check_at_open(fd: i32, key: (u64, u64), dir: &str) -> Result<u8, String> {
     let Ok(Some(mark)) = Mark::read(fd, key) else { return Ok(0) };
-    for (bit, suffix) in [(MAIN, "log"), (SECOND, "log2")] {
-        let path = format!("{dir}/.nvmmio/{}-{}.{suffix}", key.0, key.1);
+    for bit in [MAIN, SECOND] {
+        let path = format!("{dir}/.nvmmio/{}", mark::log_file_name(key, bit));
         if mark.logs & bit != 0 && super::cstring(path.clone()).ok().and_then(|p| sys::stat(&p).ok()).is_none() {
             return Err(path);
         }

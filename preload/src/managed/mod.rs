@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use nvmmio_core::config::Settings;
 use nvmmio_core::engine::log::OpenError;
 use nvmmio_core::engine::{EngineSettings, ManagedFile};
-use nvmmio_core::persist::{LogFile, MappedStorage};
+use nvmmio_core::persist::{mark, LogFile, MappedStorage};
 use nvmmio_core::sys::{self, Errno};
 use nvmmio_core::trace::signature::{signature, Arg};
 
@@ -715,8 +715,8 @@ enum LogKind {
 
 /// `DIR/.nvmmio/DEV-INODE.log`, or `.log2` for the second log.
 fn log_path(dir: &str, key: (u64, u64), kind: LogKind) -> Result<CString, Errno> {
-    let suffix = if kind == LogKind::Main { "log" } else { "log2" };
-    cstring(format!("{dir}/.nvmmio/{}-{}.{suffix}", key.0, key.1))
+    let bit = if kind == LogKind::Main { mark::MAIN } else { mark::SECOND };
+    cstring(format!("{dir}/.nvmmio/{}", mark::log_file_name(key, bit)))
 }
 
 /// A second log that a crash left for this file, opened and locked (recovery needs it).
@@ -791,7 +791,7 @@ fn open_inode(fd: i32, st: &libc::stat, dir: &str, flags: i32, config: &Config) 
         Ok(logs) => logs,
         // A truncating open supersedes what the lost log held: its mark goes.
         Err(_) if truncating => {
-            let _ = nvmmio_core::persist::mark::Mark::remove(data_fd);
+            let _ = mark::Mark::remove(data_fd);
             0
         }
         Err(_lost) => {

@@ -64,8 +64,8 @@ fn lost_logs(dir: &Path, files: &HashMap<(u64, u64), PathBuf>) -> HashMap<(u64, 
     for (&key, path) in files {
         let Ok(fd) = OpenOptions::new().read(true).open(path).map(|f| f.into_raw_fd()) else { continue };
         if let Ok(Some(m)) = Mark::read(fd, key) {
-            for (bit, ext) in [(mark::MAIN, "log"), (mark::SECOND, "log2")] {
-                let log = dir.join(".nvmmio").join(format!("{}-{}.{ext}", key.0, key.1));
+            for bit in [mark::MAIN, mark::SECOND] {
+                let log = dir.join(".nvmmio").join(mark::log_file_name(key, bit));
                 if m.logs & bit != 0 && !log.exists() {
                     lost.insert(key, log);
                     break;
@@ -111,8 +111,8 @@ pub fn run(dir: &Path, accept_lost: bool) -> Result<ExitCode, String> {
             });
             // The file's other log goes too: replayed alone later, it would change the file
             // accepted as it is into a mix.
-            for ext in ["log", "log2"] {
-                let _ = fs::remove_file(dir.join(".nvmmio").join(format!("{}-{}.{ext}", key.0, key.1)));
+            for bit in [mark::MAIN, mark::SECOND] {
+                let _ = fs::remove_file(dir.join(".nvmmio").join(mark::log_file_name(*key, bit)));
             }
             match removed {
                 Ok(()) => println!("{}: its log {} was lost; accepted as it is", file.display(), log.display()),
