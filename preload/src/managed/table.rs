@@ -40,7 +40,7 @@ pub struct Inode {
     /// The file system's largest file size (past it writes fail with EFBIG, seeks with EINVAL).
     pub max_size: u64,
     /// The log files the file's mark names ([`nvmmio_core::persist::mark`]), and the
-    /// `MARK_*` flags of `managed::marks`.
+    /// `DURABLE` and `UNSUPPORTED` flags of `managed::marks`.
     pub mark: AtomicU8,
 }
 
