@@ -34,6 +34,10 @@ pub const ENV_CHECKPOINT_AT: &str = "NVMMIO_CHECKPOINT_AT";
 /// Writes past the committed size go straight into the file (no log) from this file offset on
 /// (bytes; k, m, g). Default 64k: smaller files are cheaper to log.
 pub const ENV_IN_PLACE_FROM: &str = "NVMMIO_IN_PLACE_FROM";
+/// How many files whose last descriptor closed stay served, their logs kept (default 8; 0:
+/// none): a file closed and then unlinked (SQLite's rollback journal, every transaction) is
+/// never checkpointed, and a file closed and opened again is set up once.
+pub const ENV_KEEP_CLOSED: &str = "NVMMIO_KEEP_CLOSED";
 /// `1`: each process prints a summary of what nvmmio served to stderr when it exits.
 pub const ENV_STATS: &str = "NVMMIO_STATS";
 /// Fault injection for tests: a system call name; nvmmio's dispatch panics on every such call,
@@ -62,6 +66,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
         ENV_IN_PLACE_FROM,
         "writes past the committed size skip the log from this offset on (default 64k; on disks only when set)",
     ),
+    (ENV_KEEP_CLOSED, "files kept served after their last close, logs kept, until unlinked or evicted (default 8)"),
     (ENV_STATS, "1: each process prints what nvmmio served (calls, bytes logged, commits, checkpoints) at exit"),
     (ENV_TEST_PANIC_IN, "for tests: make nvmmio panic on this syscall (reported once, call forwarded)"),
     (ENV_LIB, "path of libnvmmio.so for `nvmmio run`/`trace` (default: next to the nvmmio binary)"),
@@ -105,6 +110,8 @@ pub struct Settings {
     /// only where syncing the data file is free or cheap (tmpfs, persistent memory): on a disk a
     /// commit would flush the data file as well as the log.
     pub in_place_on_disks: bool,
+    /// [`ENV_KEEP_CLOSED`].
+    pub keep_closed: usize,
 }
 
 /// Settings read straight from the environment, for the CLI.
@@ -183,6 +190,10 @@ impl Settings {
             stats: flag(ENV_STATS),
             engine,
             in_place_on_disks: nonempty(ENV_IN_PLACE_FROM).is_some(),
+            keep_closed: match nonempty(ENV_KEEP_CLOSED) {
+                Some(v) => v.trim().parse().map_err(|_| format!("{ENV_KEEP_CLOSED}={v}: expected a number"))?,
+                None => 8,
+            },
             trace: TraceSettings {
                 output: nonempty(ENV_TRACE_OUTPUT),
                 per_process: flag(ENV_TRACE_PER_PROCESS),

@@ -293,12 +293,15 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
                 .transpose()
         };
         let first_is_older = spare.as_ref().is_some_and(|l| log.generation() < l.generation());
+        // Without anything committed in either log, no record on the media counts: the new
+        // header need not be waited for (see `Log::create_lazily`).
+        let create = if work || spare.is_some() { Log::create } else { Log::create_lazily };
         let spare = if first_is_older {
-            log = Log::create(log.into_medium(), settings.log_max, Some(size), after)?;
+            log = create(log.into_medium(), settings.log_max, Some(size), after)?;
             void_spare(spare)?
         } else {
             let spare = void_spare(spare)?;
-            log = Log::create(log.into_medium(), settings.log_max, Some(size), after)?;
+            log = create(log.into_medium(), settings.log_max, Some(size), after)?;
             spare
         };
         let mut file = Self::with_log(data, log, settings)?;
@@ -307,8 +310,10 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
     }
 
     /// Opens a file whose old log (if any) is to be ignored: a truncating open supersedes it.
-    pub fn create(data: S, medium: M, settings: EngineSettings) -> Result<Self, Errno> {
-        let log = Log::create(medium, settings.log_max, Some(data.size()?), 0)?;
+    /// `void`: the medium holds no record that counts (see `Log::create_lazily`).
+    pub fn create(data: S, medium: M, settings: EngineSettings, void: bool) -> Result<Self, Errno> {
+        let create = if void { Log::create_lazily } else { Log::create };
+        let log = create(medium, settings.log_max, Some(data.size()?), 0)?;
         Self::with_log(data, log, settings)
     }
 
@@ -495,6 +500,8 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
                 }
                 let to = end.min((run_end + 1) * BLOCK);
                 let n = (to - from) as usize;
+                // Only the header's base size makes a crash cut these bytes away.
+                self.log.ensure_header_durable()?;
                 let copied = self.data.write_in_place(from, n, fill)?;
                 self.in_place_dirty = true;
                 stats::BYTES_IN_PLACE.fetch_add(copied as u64, Relaxed);
@@ -911,6 +918,31 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         } else {
             Err(Errno(libc::ENOSPC))
         }
+    }
+
+    /// The last descriptor closes and the file stays served (its log kept): everything written
+    /// is committed, and in the data file at its size (not synced: the log keeps it durable),
+    /// as a reader through the kernel expects from a closed file. Costs no sync unless there
+    /// are writes since the last commit.
+    pub fn publish_for_close(&mut self) -> Result<(), Errno> {
+        // A background checkpoint's blocks may not be in the data file yet.
+        self.settle_frozen()?;
+        self.commit()?;
+        let mut blocks: Vec<(u64, u64)> =
+            self.index.iter().filter(|(_, s)| !s.published).map(|(&b, s)| (b, s.pos)).collect();
+        self.publish(&mut blocks)?;
+        if self.data.size()? != self.size || self.data.reserved_to() > self.size {
+            self.data.set_len(self.size)?;
+        }
+        Ok(())
+    }
+
+    /// The file is gone (unlinked, no descriptor left): its log is not applied. Gives back
+    /// the data file, the log medium *as it is* (committed records and all: it must be voided,
+    /// e.g. by [`Log::create`], before another file uses it) and the spare (void).
+    pub fn discard(mut self) -> Result<(S, M, Option<M>), Errno> {
+        self.settle_frozen()?;
+        Ok((self.data, self.log.into_medium(), self.spare))
     }
 
     /// Checkpoints and gives back the data file, the (now empty) log medium, which no longer

@@ -34,6 +34,9 @@ pub struct Log<M: Medium> {
     committed_tail: u64,
     /// The medium may grow to this size; beyond it, appends report ENOSPC.
     max_len: u64,
+    /// The header was written back but not waited for (see [`Log::create_lazily`]): the next
+    /// fence makes it durable.
+    header_unfenced: bool,
     /// Test builds only: deliberately broken variants, to show that the tests catch them.
     #[cfg(test)]
     mutation: Mutation,
@@ -66,7 +69,20 @@ impl<M: Medium> Log<M> {
     /// Starts an empty log on `medium` (overwriting whatever it held), for a data file of
     /// `base_size` bytes, with a generation above `after` (recovery replays a file's logs in
     /// generation order).
-    pub fn create(mut medium: M, max_len: u64, base_size: Option<u64>, after: u32) -> Result<Log<M>, Errno> {
+    pub fn create(medium: M, max_len: u64, base_size: Option<u64>, after: u32) -> Result<Log<M>, Errno> {
+        Self::start(medium, max_len, base_size, after, true)
+    }
+
+    /// [`Log::create`] on a medium whose durable contents hold no record that counts (a log
+    /// voided durably, or a new medium): the new header is written back but not waited for.
+    /// The next commit's fence makes it durable with the records; a crash before then finds
+    /// the old header, whose generation no new record carries, so nothing counts either way.
+    /// Saves a sync (on a disk, an `fdatasync`) per log set up.
+    pub fn create_lazily(medium: M, max_len: u64, base_size: Option<u64>, after: u32) -> Result<Log<M>, Errno> {
+        Self::start(medium, max_len, base_size, after, false)
+    }
+
+    fn start(mut medium: M, max_len: u64, base_size: Option<u64>, after: u32, wait: bool) -> Result<Log<M>, Errno> {
         if medium.len() < LOG_HEADER_LEN {
             medium.grow(4096)?;
         }
@@ -86,10 +102,14 @@ impl<M: Medium> Log<M> {
             tail: LOG_HEADER_LEN,
             committed_tail: LOG_HEADER_LEN,
             max_len,
+            header_unfenced: false,
             #[cfg(test)]
             mutation: Mutation::None,
         };
-        log.reset(base_size)?;
+        log.write_header(base_size)?;
+        if wait {
+            log.ensure_header_durable()?;
+        }
         Ok(log)
     }
 
@@ -104,7 +124,7 @@ impl<M: Medium> Log<M> {
     pub fn open(medium: M, max_len: u64) -> Result<Opened<M>, OpenError> {
         let empty = |medium| {
             Ok(Opened {
-                log: Log::create(medium, max_len, None, 0)?,
+                log: Log::create_lazily(medium, max_len, None, 0)?,
                 committed: Vec::new(),
                 discarded: 0,
                 base_size: None,
@@ -125,6 +145,7 @@ impl<M: Medium> Log<M> {
             tail: LOG_HEADER_LEN,
             committed_tail: LOG_HEADER_LEN,
             max_len,
+            header_unfenced: false,
             #[cfg(test)]
             mutation: Mutation::None,
         };
@@ -311,17 +332,34 @@ impl<M: Medium> Log<M> {
             self.medium.flush(from, self.tail - from)?;
         }
         self.medium.fence()?;
+        self.header_unfenced = false;
         self.committed_tail = self.tail;
+        Ok(())
+    }
+
+    /// Waits for a header written by [`Log::create_lazily`] (before bytes go where only its
+    /// base size makes a crash cut them away).
+    pub fn ensure_header_durable(&mut self) -> Result<(), Errno> {
+        if self.header_unfenced {
+            self.medium.fence()?;
+            self.header_unfenced = false;
+        }
         Ok(())
     }
 
     /// Voids every record: the next generation starts empty, for a data file of `base_size`
     /// bytes. Call only once the data file holds everything committed, durably.
     pub fn reset(&mut self, base_size: Option<u64>) -> Result<(), Errno> {
+        self.write_header(base_size)?;
+        self.ensure_header_durable()
+    }
+
+    /// A header of the next generation, written back (durable at the next fence).
+    fn write_header(&mut self, base_size: Option<u64>) -> Result<(), Errno> {
         self.generation = self.generation.wrapping_add(1).max(1);
         self.medium.write(0, &encode_log_header(LogHeader { generation: self.generation, base_size }));
         self.medium.flush(0, LOG_HEADER_LEN)?;
-        self.medium.fence()?;
+        self.header_unfenced = true;
         self.tail = LOG_HEADER_LEN;
         self.committed_tail = LOG_HEADER_LEN;
         Ok(())

@@ -20,6 +20,10 @@ pub struct LogFile {
     tmpfs: bool,
     /// On a disk: `map` is private memory, written to the file at each flush.
     disk: bool,
+    /// On a disk: ranges were written back since the last fence, which syncs them.
+    written_back: bool,
+    /// On a disk: the next fence is an `fsync` (see [`LogFile::commit_metadata_at_next_fence`]).
+    metadata_at_next_fence: std::sync::atomic::AtomicBool,
 }
 
 impl LogFile {
@@ -41,7 +45,16 @@ impl LogFile {
             image.as_mut_slice()[..len as usize].copy_from_slice(&map.as_slice()[..len as usize]);
             map = image;
         }
-        Ok(LogFile { fd, map, len, pmem, tmpfs, disk })
+        Ok(LogFile {
+            fd,
+            map,
+            len,
+            pmem,
+            tmpfs,
+            disk,
+            written_back: false,
+            metadata_at_next_fence: std::sync::atomic::AtomicBool::new(false),
+        })
     }
 
     /// The log file's inode number (which name it has is the caller's business).
@@ -60,6 +73,17 @@ impl LogFile {
     }
 
     /// Whether the log is on (or forced to be treated as) persistent memory.
+    /// On a disk: the next fence makes every metadata change made so far durable too (on
+    /// ext4 and XFS, whose journals commit in order), with the log's own records in one sync:
+    /// this log's inode is changed now (its mode set again) and the fence `fsync`s it, which
+    /// commits the journal transaction holding that change and every earlier one (the log's
+    /// rename to its file's name, the data file's mark). Not for tmpfs or pmem.
+    pub fn commit_metadata_at_next_fence(&self) -> Result<(), Errno> {
+        sys::fchmod(self.fd, 0o600)?;
+        self.metadata_at_next_fence.store(true, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
     pub fn is_pmem(&self) -> bool {
         self.pmem
     }
@@ -137,9 +161,11 @@ impl Medium for LogFile {
             pmem::flush(&self.map.as_slice()[offset as usize..(offset + len) as usize]);
             Ok(())
         } else if self.disk {
+            // Written back now, waited for at the fence (one fdatasync for every range since).
             let range = &self.map.as_slice()[offset as usize..(offset + len) as usize];
             sys::pwrite_all(self.fd, range, offset)?;
-            sys::fdatasync(self.fd)
+            self.written_back = true;
+            Ok(())
         } else {
             Ok(())
         }
@@ -152,8 +178,14 @@ impl Medium for LogFile {
     fn fence(&mut self) -> Result<(), Errno> {
         if self.pmem {
             pmem::drain();
+        } else if self.disk && *self.metadata_at_next_fence.get_mut() {
+            sys::fsync(self.fd)?;
+            *self.metadata_at_next_fence.get_mut() = false;
+            self.written_back = false;
+        } else if self.written_back {
+            sys::fdatasync(self.fd)?;
+            self.written_back = false;
         }
-        // pwrite and fdatasync are durable when they return.
         Ok(())
     }
 }

@@ -40,6 +40,20 @@ pub struct Mark {
     pub logs: u8,
 }
 
+/// What a file's extended attributes say about its logs.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Marks {
+    /// Its logs, as its mark names them.
+    Named(Mark),
+    /// No mark (or one copied from another file), where marks are kept: no log of this file
+    /// holds a commit. A mark is durable before a log's first commit and removed only once
+    /// the logs are applied and voided, so a log found under this file's name is stale: left
+    /// by a file that had the same inode number (removed since), or voided already.
+    Unmarked,
+    /// The file system keeps no extended attributes: nothing is known.
+    NotKept,
+}
+
 impl Mark {
     fn encode(self) -> ([u8; 64], usize) {
         let mut buf = crate::trace::line::LineBuf::new();
@@ -65,10 +79,19 @@ impl Mark {
     /// The mark of file `key` if `fd` carries one written for it. A file system without
     /// extended attributes has none.
     pub fn read(fd: i32, key: (u64, u64)) -> Result<Option<Mark>, Errno> {
+        Ok(match Mark::look(fd, key)? {
+            Marks::Named(mark) => Some(mark),
+            Marks::Unmarked | Marks::NotKept => None,
+        })
+    }
+
+    /// What file `key`, open as `fd`, says about its logs.
+    pub fn look(fd: i32, key: (u64, u64)) -> Result<Marks, Errno> {
         let mut buf = [0u8; 64];
         match sys::fgetxattr(fd, NAME, &mut buf) {
-            Ok(n) => Ok(Mark::decode(&buf[..n]).filter(|m| m.key == key)),
-            Err(Errno(libc::ENODATA | libc::EOPNOTSUPP)) => Ok(None),
+            Ok(n) => Ok(Mark::decode(&buf[..n]).filter(|m| m.key == key).map_or(Marks::Unmarked, Marks::Named)),
+            Err(Errno(libc::ENODATA)) => Ok(Marks::Unmarked),
+            Err(Errno(libc::EOPNOTSUPP)) => Ok(Marks::NotKept),
             Err(e) => Err(e),
         }
     }

@@ -236,6 +236,10 @@ pub fn fsync(fd: i32) -> Result<(), Errno> {
     plain(libc::SYS_fsync, [fd as usize, 0, 0, 0, 0, 0]).map(drop)
 }
 
+pub fn fchmod(fd: i32, mode: u32) -> Result<(), Errno> {
+    plain(libc::SYS_fchmod, [fd as usize, mode as usize, 0, 0, 0, 0]).map(drop)
+}
+
 /// `fsetxattr(fd, name, value, 0)`: creates or replaces the attribute.
 pub fn fsetxattr(fd: i32, name: &std::ffi::CStr, value: &[u8]) -> Result<(), Errno> {
     let a = [fd as usize, name.as_ptr() as usize, value.as_ptr() as usize, value.len(), 0, 0];

@@ -10,7 +10,7 @@
 //! the file's lock to finish.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 
 use nvmmio_core::engine::Frozen;
@@ -19,17 +19,24 @@ use nvmmio_core::sys;
 
 use super::table::{Inode, State};
 
-struct Job {
-    inode: Arc<Inode>,
-    /// Weak: a job the engine took back (and applied itself) is skipped.
-    frozen: Weak<Frozen<LogFile>>,
-    /// The data file's descriptor (the engine's own; open while the frozen log is alive).
-    fd: i32,
+enum Job {
+    /// Apply a frozen log.
+    Apply {
+        inode: Arc<Inode>,
+        /// Weak: a job the engine took back (and applied itself) is skipped.
+        frozen: Weak<Frozen<LogFile>>,
+        /// The data file's descriptor (the engine's own; open while the frozen log is alive).
+        fd: i32,
+    },
+    /// Void a retired log (its file is gone) and pool it (see `managed::pool_voided`).
+    Void { dir: String, path: std::ffi::CString, log: LogFile },
 }
 
 static QUEUE: Mutex<VecDeque<Job>> = Mutex::new(VecDeque::new());
 static WAKE: Condvar = Condvar::new();
 static STARTED: AtomicBool = AtomicBool::new(false);
+/// The worker is voiding a retired log.
+static VOIDING: AtomicBool = AtomicBool::new(false);
 
 fn queue() -> MutexGuard<'static, VecDeque<Job>> {
     QUEUE.lock().unwrap_or_else(|p| p.into_inner())
@@ -38,6 +45,50 @@ fn queue() -> MutexGuard<'static, VecDeque<Job>> {
 /// Hands a frozen log to the worker (started now if need be). False if no worker could be
 /// started: the caller applies it itself.
 pub fn submit(inode: &Arc<Inode>, frozen: &Arc<Frozen<LogFile>>, fd: i32) -> bool {
+    if !start() {
+        return false;
+    }
+    queue().push_back(Job::Apply { inode: inode.clone(), frozen: Arc::downgrade(frozen), fd });
+    WAKE.notify_one();
+    true
+}
+
+/// Hands a retired log to the worker, to be voided and pooled; `Err` gives it back if no
+/// worker could be started.
+pub fn submit_void(dir: &str, path: std::ffi::CString, log: LogFile) -> Result<(), LogFile> {
+    if !start() {
+        return Err(log);
+    }
+    queue().push_back(Job::Void { dir: dir.to_string(), path, log });
+    WAKE.notify_one();
+    Ok(())
+}
+
+/// At exit or exec: retired logs still waiting are removed.
+pub fn remove_retired() {
+    let retired: Vec<Job> = {
+        let mut q = queue();
+        let (void, apply): (VecDeque<Job>, VecDeque<Job>) = q.drain(..).partition(|j| matches!(j, Job::Void { .. }));
+        *q = apply;
+        void.into_iter().collect()
+    };
+    for job in retired {
+        if let Job::Void { path, .. } = job {
+            let _ = sys::unlink(&path);
+        }
+    }
+    // One in the worker's hands: it removes it (the process is leaving); wait for that, so
+    // that no log outlives the process (a few milliseconds at most: one sync).
+    for _ in 0..10_000 {
+        if !VOIDING.load(Acquire) {
+            break;
+        }
+        sys::sleep_ms(1);
+    }
+}
+
+/// Starts the worker if it is not running; whether it runs.
+fn start() -> bool {
     if !STARTED.load(Relaxed) {
         let builder = std::thread::Builder::new().name("nvmmio-checkpoint".into()).stack_size(256 << 10);
         let spawned = super::spawn_quiet(builder, worker);
@@ -46,8 +97,6 @@ pub fn submit(inode: &Arc<Inode>, frozen: &Arc<Frozen<LogFile>>, fd: i32) -> boo
         }
         STARTED.store(true, Relaxed);
     }
-    queue().push_back(Job { inode: inode.clone(), frozen: Arc::downgrade(frozen), fd });
-    WAKE.notify_one();
     true
 }
 
@@ -58,18 +107,31 @@ fn worker() {
             let mut q = queue();
             loop {
                 match q.pop_front() {
-                    Some(job) => break job,
+                    Some(job) => {
+                        // Taken with the queue's lock: `remove_retired` sees the job queued or
+                        // in hand.
+                        VOIDING.store(matches!(job, Job::Void { .. }), Relaxed);
+                        break job;
+                    }
                     None => q = WAKE.wait(q).unwrap_or_else(|p| p.into_inner()),
                 }
             }
         };
-        if let Some(frozen) = job.frozen.upgrade() {
-            frozen.apply(&mut |offset, pieces| sys::pwritev_all(job.fd, pieces, offset));
+        let (inode, frozen, fd) = match job {
+            Job::Apply { inode, frozen, fd } => (inode, frozen, fd),
+            Job::Void { dir, path, log } => {
+                super::pool_voided(dir, path, log);
+                VOIDING.store(false, Release);
+                continue;
+            }
+        };
+        if let Some(frozen) = frozen.upgrade() {
+            frozen.apply(&mut |offset, pieces| sys::pwritev_all(fd, pieces, offset));
         }
         // Let go of the log before taking the file's lock: its owner may be waiting for that.
-        let mut state = job.inode.lock();
+        let mut state = inode.lock();
         if let State::Engine(engine) = &mut *state {
-            let _ = engine.finish_background_checkpoint(job.frozen.as_ptr());
+            let _ = engine.finish_background_checkpoint(frozen.as_ptr());
         }
     }
 }
@@ -86,4 +148,5 @@ pub fn hold() -> QueueHeld {
 pub fn forget_in_child(mut held: QueueHeld) {
     held.0.clear();
     STARTED.store(false, Relaxed);
+    VOIDING.store(false, Relaxed);
 }

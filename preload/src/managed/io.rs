@@ -143,7 +143,9 @@ pub fn serve(nr: usize, args: [usize; 6], file: &Arc<OpenFile>) -> Option<isize>
         return None;
     };
     if !is_read(nr) && nr as i64 != libc::SYS_lseek {
-        super::marks::before_change(&file.inode, engine);
+        if let Err(e) = super::marks::before_change(&file.inode, engine) {
+            return Some(e.to_raw());
+        }
         if commits(nr, args) {
             if let Err(e) = super::marks::before_commit(&file.inode, engine) {
                 return Some(e.to_raw());
@@ -549,8 +551,10 @@ pub fn truncate_before_open(nr: usize, args: [usize; 6]) {
     }
     let mut state = inode.lock();
     if let State::Engine(engine) = &mut *state {
-        super::marks::before_change(&inode, engine);
-        if super::marks::before_commit(&inode, engine).is_ok() {
+        if super::marks::before_change(&inode, engine)
+            .and_then(|()| super::marks::before_commit(&inode, engine))
+            .is_ok()
+        {
             let _ = engine.truncate(0);
         }
     }
@@ -619,13 +623,18 @@ pub fn truncate_by_path(path: usize, len: i64) -> Option<isize> {
     }
     let mut state = inode.lock();
     let State::Engine(engine) = &mut *state else { return None };
-    super::marks::before_change(&inode, engine);
-    if let Err(e) = super::marks::before_commit(&inode, engine) {
+    if let Err(e) =
+        super::marks::before_change(&inode, engine).and_then(|()| super::marks::before_commit(&inode, engine))
+    {
         return Some(e.to_raw());
     }
     Some(match engine.truncate(len as u64) {
         Ok(()) => {
             inode.touch();
+            if !table::inode_in_use(&inode) {
+                // A closed file still served: the data file shows it as a closed file does.
+                let _ = engine.publish_for_close();
+            }
             0
         }
         Err(e) => e.to_raw(),

@@ -5,7 +5,7 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use nvmmio_core::persist::mark::{self, Mark, MAIN, SECOND};
+use nvmmio_core::persist::mark::{self, Mark, Marks, MAIN, SECOND};
 use nvmmio_core::sys::{self, Errno};
 
 use super::table::{Engine, Inode};
@@ -17,29 +17,46 @@ const DURABLE: u8 = 0x80;
 const UNSUPPORTED: u8 = 0x40;
 const LOGS: u8 = MAIN | SECOND;
 
-/// Before a call that may change the file: the mark names every log file it has.
-pub fn before_change(inode: &Inode, engine: &Engine) {
+/// Before a call that may change the file: the mark names every log file it has. An error:
+/// the mark could not be written where marks are kept, and the change is refused (a log
+/// without its file's mark is taken for a stale one at open, see [`Marks::Unmarked`]).
+pub fn before_change(inode: &Inode, engine: &Engine) -> Result<(), Errno> {
     // A second log file, once made, stays the file's (spare or frozen) until its last close.
     let want = MAIN | if engine.other_log_medium().is_some() { SECOND } else { 0 };
     let current = inode.mark.load(Relaxed);
     if current & LOGS == want {
-        return;
+        return Ok(());
     }
-    // A new log name: not durable until the next commit syncs it. Without a mark (no extended
-    // attributes here, or it could not be written) a lost log goes unnoticed, as before marks.
-    let written =
-        current & UNSUPPORTED == 0 && (Mark { key: inode.key, logs: want }).write(engine.data().raw_fd()).is_ok();
-    inode.mark.store(want | if written { 0 } else { UNSUPPORTED }, Relaxed);
+    // A new log name: not durable until the next commit syncs it. Without extended attributes
+    // a lost log goes unnoticed, as before marks.
+    if current & UNSUPPORTED == 0 {
+        match (Mark { key: inode.key, logs: want }).write(engine.data().raw_fd()) {
+            Ok(()) => {
+                inode.mark.store(want, Relaxed);
+                return Ok(());
+            }
+            Err(Errno(libc::EOPNOTSUPP)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    inode.mark.store(want | UNSUPPORTED, Relaxed);
+    Ok(())
 }
 
-/// Before a commit: on a disk, the mark and the log's name are made durable first (once per
-/// log). Syncing the data file commits the journal transaction that holds both.
+/// Before a commit: on a disk, the mark and the log's name become durable with it (once per
+/// log): the commit's sync of the log then commits the journal transaction that holds both
+/// (see `LogFile::commit_metadata_at_next_fence`).
 pub fn before_commit(inode: &Inode, engine: &Engine) -> Result<(), Errno> {
     let current = inode.mark.load(Relaxed);
     if current & DURABLE != 0 || current & LOGS == 0 || engine.log_medium().is_tmpfs() {
         return Ok(());
     }
-    sys::fsync(engine.data().raw_fd())?;
+    if engine.log_medium().is_pmem() {
+        // No log sync to ride on: the data file's sync commits the transaction.
+        sys::fsync(engine.data().raw_fd())?;
+    } else {
+        engine.log_medium().commit_metadata_at_next_fence()?;
+    }
     if current & UNSUPPORTED != 0 {
         // No mark: the data file's transaction may not hold the log's name; sync the directory.
         let dir = super::cstring(format!("{}/.nvmmio", inode.dir))?;
@@ -61,17 +78,26 @@ pub fn after_logs_applied(inode: &Inode, fd: i32) {
     }
 }
 
-/// A mark left on file `key` (open as `fd`) by an earlier process: the log bits it names, or
-/// `Err(path)` with the first named log that no longer exists.
-pub fn check_at_open(fd: i32, key: (u64, u64), dir: &str) -> Result<u8, String> {
-    let Ok(Some(mark)) = Mark::read(fd, key) else { return Ok(0) };
+/// What file `key` (open as `fd`) says about its logs at open: a mark left by an earlier process
+/// ([`Marks::Named`]), or `Err(path)` with the first log it names that no longer exists.
+pub fn check_at_open(fd: i32, key: (u64, u64), dir: &str) -> Result<Marks, String> {
+    let found = Mark::look(fd, key).unwrap_or(Marks::NotKept);
+    let Marks::Named(mark) = found else { return Ok(found) };
     for bit in [MAIN, SECOND] {
         let path = format!("{dir}/.nvmmio/{}", mark::log_file_name(key, bit));
         if mark.logs & bit != 0 && super::cstring(path.clone()).ok().and_then(|p| sys::stat(&p).ok()).is_none() {
             return Err(path);
         }
     }
-    Ok(mark.logs & LOGS)
+    Ok(found)
+}
+
+/// The log bits of what [`check_at_open`] found (for [`Inode::mark`]).
+pub fn bits(found: Marks) -> u8 {
+    match found {
+        Marks::Named(mark) => mark.logs & LOGS,
+        Marks::Unmarked | Marks::NotKept => 0,
+    }
 }
 
 /// Whether the program's `getxattr` family call asks for the mark's attribute (argument `name`,

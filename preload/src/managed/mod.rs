@@ -13,6 +13,7 @@
 //!   kernel path for the files it inherited); path calls (stat, truncate) are matched by inode.
 
 mod background;
+mod closed;
 mod io;
 mod marks;
 mod share;
@@ -41,6 +42,8 @@ struct Config {
     devs: Vec<u64>,
     engine: EngineSettings,
     in_place_on_disks: bool,
+    /// How many closed files stay served (see `closed`).
+    keep_closed: usize,
     /// Where the exit summary goes: a copy of stderr taken at start-up (programs often close
     /// their own stderr before exiting), or -1 for none.
     stats_fd: i32,
@@ -98,7 +101,16 @@ pub fn init(settings: &Settings) -> bool {
     note_file_size_limit();
     let devs = dirs.iter().map(|d| cstring(d.clone()).and_then(|c| sys::stat(&c)).map_or(0, |st| st.st_dev)).collect();
     let in_place_on_disks = settings.in_place_on_disks;
-    CONFIG.set(Config { dirs, devs, engine: settings.engine, in_place_on_disks, stats_fd }).is_ok()
+    CONFIG
+        .set(Config {
+            dirs,
+            devs,
+            engine: settings.engine,
+            in_place_on_disks,
+            keep_closed: settings.keep_closed,
+            stats_fd,
+        })
+        .is_ok()
 }
 
 pub fn active() -> bool {
@@ -157,6 +169,11 @@ pub const WATCHED: &[i64] = &[
     libc::SYS_utimes,
     libc::SYS_utime,
     libc::SYS_futimesat,
+    libc::SYS_unlink,
+    libc::SYS_unlinkat,
+    libc::SYS_rename,
+    libc::SYS_renameat,
+    libc::SYS_renameat2,
     libc::SYS_getxattr,
     libc::SYS_lgetxattr,
     libc::SYS_fgetxattr,
@@ -236,6 +253,9 @@ pub fn before(nr: usize, args: [usize; 6]) -> Plan {
             for (fd, _) in table::all_fds() {
                 release(fd);
             }
+            closed::forget_all();
+            LEAVING.store(true, Relaxed);
+            background::remove_retired();
             let _ = drain_pool();
             share::at_exit();
             Plan::Kernel
@@ -257,6 +277,9 @@ pub fn before(nr: usize, args: [usize; 6]) -> Plan {
             for (fd, _) in table::all_fds() {
                 release(fd);
             }
+            closed::forget_all();
+            LEAVING.store(true, Relaxed);
+            background::remove_retired();
             let _ = drain_pool();
             share::at_exit();
             print_stats();
@@ -266,6 +289,7 @@ pub fn before(nr: usize, args: [usize; 6]) -> Plan {
         // limit, and nvmmio's logs must not meet it: SIGXFSZ).
         libc::SYS_setrlimit if args[0] as u32 == libc::RLIMIT_FSIZE => {
             if limits_file_size(args[1]) {
+                closed::forget_all();
                 hand_all_to_kernel();
             }
             Plan::KernelThen
@@ -273,6 +297,7 @@ pub fn before(nr: usize, args: [usize; 6]) -> Plan {
         libc::SYS_prlimit64 if args[1] as u32 == libc::RLIMIT_FSIZE && args[2] != 0 => {
             let pid = args[0] as i32;
             if (pid == 0 || pid == sys::getpid()) && limits_file_size(args[2]) {
+                closed::forget_all();
                 hand_all_to_kernel();
             }
             Plan::KernelThen
@@ -297,6 +322,12 @@ pub fn before(nr: usize, args: [usize; 6]) -> Plan {
         libc::SYS_utimes | libc::SYS_utime => {
             io::checkpoint_by_path(libc::AT_FDCWD, args[0], 0);
             Plan::Kernel
+        }
+        // A closed file still served may lose its last name: its log is then dropped.
+        libc::SYS_unlink | libc::SYS_unlinkat | libc::SYS_rename | libc::SYS_renameat | libc::SYS_renameat2
+            if closed::any() =>
+        {
+            Plan::KernelThen
         }
         // The mark nvmmio keeps on files with logs is not the program's.
         libc::SYS_getxattr | libc::SYS_lgetxattr | libc::SYS_fgetxattr if marks::is_mark_name(args[1]) => {
@@ -380,6 +411,9 @@ pub fn after(nr: usize, args: [usize; 6], result: isize, handovers: u64) -> isiz
             _ => {}
         },
         libc::SYS_setrlimit | libc::SYS_prlimit64 => note_file_size_limit(),
+        libc::SYS_unlink | libc::SYS_unlinkat | libc::SYS_rename | libc::SYS_renameat | libc::SYS_renameat2 => {
+            closed::after_names_changed()
+        }
         libc::SYS_listxattr | libc::SYS_llistxattr | libc::SYS_flistxattr => {
             return marks::strip_from_list(args[1], result)
         }
@@ -450,6 +484,7 @@ extern "C" fn fork_prepare() {
     let Some(_inside) = crate::guard::enter() else { return };
     let signals = crate::guard::hold_signals();
     let opening = OPENING.lock().unwrap_or_else(|p| p.into_inner());
+    closed::forget_all_held();
     hand_all_to_kernel();
     let tables = table::hold();
     let pool = POOL.lock().unwrap_or_else(|p| p.into_inner());
@@ -565,12 +600,12 @@ fn opened(fd: i32, flags: i32) -> Result<(), Errno> {
     // One thread at a time decides how a file is served (two threads opening a new file at once
     // must not both set it up), and not while another closes its last descriptor (`release`).
     let _opening = OPENING.lock().unwrap_or_else(|p| p.into_inner());
-    let inode = match table::find_inode(key) {
+    let inode = match table::find_inode(key).filter(closed::reopened) {
         Some(inode) => {
             if flags & libc::O_TRUNC != 0 {
                 if let State::Engine(engine) = &mut *inode.lock() {
-                    marks::before_change(&inode, engine);
-                    if marks::before_commit(&inode, engine).is_ok() {
+                    if marks::before_change(&inode, engine).and_then(|()| marks::before_commit(&inode, engine)).is_ok()
+                    {
                         let _ = engine.truncate(0);
                     }
                 }
@@ -746,6 +781,41 @@ fn release_log(dir: &str, log: LogFile, path: &CString) {
     drop(log);
 }
 
+/// A log holding records of a file that is gone: renamed to a pool name now, voided by the
+/// checkpoint thread, then pooled (see [`pool_voided`]).
+fn retire_log(dir: &str, log: LogFile, path: &CString) {
+    let seq = POOL_SEQ.fetch_add(1, Relaxed);
+    if let Ok(pool_path) = cstring(format!("{dir}/.nvmmio/pool-{}-{seq}.log", sys::getpid())) {
+        if sys::rename_noreplace(path, &pool_path).is_ok() {
+            // Voiding costs a sync on a disk only: elsewhere it is done here.
+            let log = if log.is_disk() { background::submit_void(dir, pool_path.clone(), log) } else { Err(log) };
+            if let Err(log) = log {
+                pool_voided(dir.to_string(), pool_path, log);
+            }
+            return;
+        }
+    }
+    let _ = sys::unlink(path);
+}
+
+/// Voids a retired log (in the checkpoint thread) and pools it, or removes it if that fails,
+/// the pool is full, or the process is leaving.
+pub fn pool_voided(dir: String, path: CString, log: LogFile) {
+    let max_len = CONFIG.get().map_or(1 << 20, |c| c.engine.log_max);
+    let voided = nvmmio_core::engine::log::Log::create(log, max_len, None, 0).map(|l| l.into_medium());
+    let mut pool = POOL.lock().unwrap_or_else(|p| p.into_inner());
+    match voided {
+        Ok(log) if pool.len() < POOL_MAX && !LEAVING.load(Relaxed) => pool.push(PooledLog { dir, path, log }),
+        _ => {
+            drop(pool);
+            let _ = sys::unlink(&path);
+        }
+    }
+}
+
+/// Set at exit and exec: retired logs are removed, not pooled.
+static LEAVING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// At exit, or when a file system is full: the pooled logs are removed. Whether there were any.
 fn drain_pool() -> bool {
     let pool = std::mem::take(&mut *POOL.lock().unwrap_or_else(|p| p.into_inner()));
@@ -787,18 +857,22 @@ fn open_inode(fd: i32, st: &libc::stat, dir: &str, flags: i32, config: &Config) 
         reserved_fd::release_and_close(data_fd);
         why
     };
-    let marked = match marks::check_at_open(data_fd, key, dir) {
-        Ok(logs) => logs,
+    let found = match marks::check_at_open(data_fd, key, dir) {
+        Ok(found) => found,
         // A truncating open supersedes what the lost log held: its mark goes.
         Err(_) if truncating => {
             let _ = mark::Mark::remove(data_fd);
-            0
+            mark::Marks::Unmarked
         }
         Err(_lost) => {
             nvmmio_core::engine::stats::LOST_LOGS.fetch_add(1, Relaxed);
             return Err(give_up(NotServed::Kernel));
         }
     };
+    // Logs found under the name of a file without a mark are stale (see `Marks::Unmarked`):
+    // superseded, as by a truncating open.
+    let superseded = truncating || found == mark::Marks::Unmarked;
+    let fail = |e: Errno| if !superseded && left_by_crash() { NotServed::Refused(e) } else { NotServed::Kernel };
     let (log, log_path, crashed) = acquire_log(dir, key, LogKind::Main).map_err(|e| give_up(fail(e)))?;
     let storage = MappedStorage::with_size(data_fd, st.st_size as u64, log.is_tmpfs());
     let mut settings = config.engine;
@@ -813,12 +887,15 @@ fn open_inode(fd: i32, st: &libc::stat, dir: &str, flags: i32, config: &Config) 
         }
     };
     let spare_path = second.as_ref().map(|(_, path)| path.clone());
-    let pending = !truncating && (crashed || second.is_some());
+    let old_logs = crashed || second.is_some();
+    let pending = !superseded && old_logs;
     let fail = |e: Errno| if pending { NotServed::Refused(e) } else { NotServed::Kernel };
     // A truncating open supersedes whatever an old log holds. If setting up fails, the engine
     // closed the data descriptor with the rest.
-    let engine = if truncating {
-        ManagedFile::create(storage, log, settings)
+    let engine = if superseded && (old_logs || truncating) {
+        // Old records on the log's medium may count: the new header is waited for.
+        let void = !old_logs;
+        ManagedFile::create(storage, log, settings, void)
             .map(|mut engine| {
                 if let Some((second, _)) = second {
                     engine.set_spare(second);
@@ -846,7 +923,7 @@ fn open_inode(fd: i32, st: &libc::stat, dir: &str, flags: i32, config: &Config) 
         parked_fd: std::sync::atomic::AtomicI32::new(-1),
         modified_ns: AtomicU64::new(0),
         max_size: largest_file_size(key.0, data_fd),
-        mark: std::sync::atomic::AtomicU8::new(marked),
+        mark: std::sync::atomic::AtomicU8::new(marks::bits(found)),
     }))
 }
 
@@ -866,10 +943,19 @@ fn release(fd: i32) {
     if table::inode_in_use(&inode) {
         return;
     }
-    // Finished before it is forgotten: a stat that finds no inode finds the file final (see
-    // `patch_stat_result`).
-    finish_inode(&inode);
-    table::remove_inode(&inode);
+    let keep = CONFIG.get().map_or(0, |c| c.keep_closed);
+    if closed::on_last_close(&inode, keep) {
+        return;
+    }
+    forget(&inode);
+}
+
+/// A file no descriptor refers to any more is finished and forgotten (the opening lock held).
+/// Finished before it is forgotten: a stat that finds no inode finds the file final (see
+/// `patch_stat_result`).
+fn forget(inode: &Arc<Inode>) {
+    finish_inode(inode);
+    table::remove_inode(inode);
     inode.close_parked();
     share::leave(&inode.dir, inode.key, true);
 }
@@ -893,21 +979,49 @@ fn finish_locked(inode: &Inode, state: &mut State) {
             let fd = storage.into_fd();
             inode.parked_fd.store(fd, Relaxed);
             marks::after_logs_applied(inode, fd);
-            let spare_path = inode.spare_path.lock().unwrap_or_else(|p| p.into_inner()).take();
-            // Background checkpoints swap the two logs' roles: the log in use may be the file
-            // named `.log2`. Each goes back to the pool under its own file's name.
-            let swapped = |log: &LogFile| log.inode().ok() != sys::stat(&inode.log_path).ok().map(|st| st.st_ino);
-            let (log_path, spare_path) = match spare_path {
-                Some(second) if swapped(&log) => (second, Some(inode.log_path.clone())),
-                second => (inode.log_path.clone(), second),
-            };
-            release_log(&inode.dir, log, &log_path);
+            release_logs(inode, log, spare);
+        }
+        // Under the file's lock: a stat that finds the file the kernel's sees the count moved.
+        HANDOVERS.fetch_add(1, SeqCst);
+    }
+}
+
+/// A file whose last name is gone and that no descriptor refers to: its logs are voided
+/// without being applied, the data file closed.
+fn discard_locked(inode: &Inode, state: &mut State) {
+    if let State::Engine(engine) = std::mem::replace(state, State::Kernel) {
+        // The log is voided by the checkpoint thread, off the program's path; until then it
+        // has a pool name, and a crash before the rename leaves it to recovery, which drops
+        // it (its file is gone, or a new file has the inode number and no mark).
+        if let Ok((storage, log, spare)) = engine.discard() {
+            reserved_fd::release_and_close(storage.into_fd());
+            let (log_path, spare_path) = log_paths(inode, &log);
+            retire_log(&inode.dir, log, &log_path);
             if let (Some(spare), Some(path)) = (spare, spare_path) {
                 release_log(&inode.dir, spare, &path);
             }
         }
-        // Under the file's lock: a stat that finds the file the kernel's sees the count moved.
         HANDOVERS.fetch_add(1, SeqCst);
+    }
+}
+
+/// A file's emptied logs go back to the pool.
+fn release_logs(inode: &Inode, log: LogFile, spare: Option<LogFile>) {
+    let (log_path, spare_path) = log_paths(inode, &log);
+    release_log(&inode.dir, log, &log_path);
+    if let (Some(spare), Some(path)) = (spare, spare_path) {
+        release_log(&inode.dir, spare, &path);
+    }
+}
+
+/// The paths of a file's log in use (`log`) and of its spare, if any. Background checkpoints
+/// swap the two logs' roles: the log in use may be the file named `.log2`.
+fn log_paths(inode: &Inode, log: &LogFile) -> (CString, Option<CString>) {
+    let spare_path = inode.spare_path.lock().unwrap_or_else(|p| p.into_inner()).take();
+    let swapped = |log: &LogFile| log.inode().ok() != sys::stat(&inode.log_path).ok().map(|st| st.st_ino);
+    match spare_path {
+        Some(second) if swapped(log) => (second, Some(inode.log_path.clone())),
+        second => (inode.log_path.clone(), second),
     }
 }
 

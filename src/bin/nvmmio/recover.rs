@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use nvmmio::config::EnvSettings;
 use nvmmio::engine::log::{Log, OpenError};
 use nvmmio::engine::{EngineSettings, ManagedFile};
-use nvmmio::persist::mark::{self, Mark};
+use nvmmio::persist::mark::{self, Mark, Marks};
 use nvmmio::persist::{FdStorage, LogFile};
 use nvmmio::sys;
 
@@ -191,6 +191,15 @@ pub fn run(dir: &Path, accept_lost: bool) -> Result<ExitCode, String> {
         };
         if sys::flock(log_fd, libc::LOCK_EX | libc::LOCK_NB).is_err() {
             println!("{}: in use by a running process, left alone", data_path.display());
+            let _ = sys::close(data_fd);
+            let _ = sys::close(log_fd);
+            continue;
+        }
+        if Mark::look(data_fd, key) == Ok(Marks::Unmarked) {
+            // See `Marks::Unmarked`: the log is not this file's (the inode number was reused).
+            println!("{}: stale log (its file has no mark), deleted", log_path.display());
+            let _ = fs::remove_file(&log_path);
+            let _ = fs::remove_file(log_path.with_extension("log2"));
             let _ = sys::close(data_fd);
             let _ = sys::close(log_fd);
             continue;
