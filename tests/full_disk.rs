@@ -109,10 +109,12 @@ enum Way {
 
 /// Settings under which the engine's paths differ: defaults (appends in place on tmpfs, one log
 /// of up to 256 MiB, checkpoints at 8 MiB); checkpoints in the background with a small log;
-/// every write logged.
+/// every write logged; appends in place on a disk too.
 const DEFAULTS: Way = Way::Nvmmio(&[]);
 const BACKGROUND: Way = Way::Nvmmio(&[("NVMMIO_CHECKPOINT_AT", "256k"), ("NVMMIO_LOG_MAX", "1m")]);
 const ALL_LOGGED: Way = Way::Nvmmio(&[("NVMMIO_IN_PLACE_FROM", "1g"), ("NVMMIO_CHECKPOINT_AT", "256k")]);
+/// Appends in place on a disk too (on tmpfs, the default).
+const IN_PLACE: Way = Way::Nvmmio(&[("NVMMIO_IN_PLACE_FROM", "64k")]);
 
 fn command(way: Way, exe: &Path, managed: &Path) -> Command {
     let mut cmd = Command::new(exe);
@@ -268,7 +270,7 @@ fn one_block_writes_on_a_full_ext4() {
 fn mixed_writes_on_a_full_ext4() {
     let Some(mount) = Mount::ext4(16) else { return };
     let fill = Fill::new();
-    for (seed, way) in [(1, DEFAULTS), (2, BACKGROUND)] {
+    for (seed, way) in [(1, DEFAULTS), (2, BACKGROUND), (3, IN_PLACE)] {
         fill_full(&fill, &mount, way, "mixed", seed, 2048);
     }
 }
@@ -445,6 +447,16 @@ fn case(name: &str, size: &str, way: Way, sparse: bool) {
     }
 }
 
+/// Runs a one-step case on a fresh ext4 image of `mib` MiB, through the kernel and then under
+/// nvmmio.
+fn case_on_ext4(name: &str, mib: u64, way: Way) {
+    for way in [Way::Kernel, way] {
+        let Some(mount) = Mount::ext4(mib) else { return };
+        mount.subdir("m");
+        assert_ok(&case_step(&mount, way, name, &[]), &format!("{name} on ext4, {way:?}"));
+    }
+}
+
 #[test]
 fn a_write_that_fails_with_enospc_changes_nothing() {
     case("failed-write", "1m", DEFAULTS, false);
@@ -468,6 +480,13 @@ fn a_background_checkpoint_without_room_keeps_fsynced_data() {
 #[test]
 fn holes_read_as_zeros_on_a_full_tmpfs() {
     case("holes", "1m", DEFAULTS, true);
+}
+
+/// ext4, writes in place switched on: an append that finds too little room gives back what it
+/// allocated, but not the blocks reserved earlier for logged bytes past the data file's end.
+#[test]
+fn a_failed_extension_keeps_the_blocks_reserved_for_logged_bytes() {
+    case_on_ext4("extend-keeps-reserved", 16, IN_PLACE);
 }
 
 /// Killed after an fsync whose blocks found no room in the data file: `nvmmio recover` must

@@ -83,10 +83,9 @@ impl MappedStorage {
         // From the write's first page: a hole before it stays a hole (sparse files stay sparse).
         let start = self.len.max(from & !4095);
         let hole_free = self.hole_free_to >= start;
-        if sys::fallocate_or_undo(self.fd, start, roomy - start).is_err() {
-            self.forget_reserved();
+        if self.allocate_growing(start, roomy).is_err() {
             // Maybe no room for the extra: exactly what is needed, or the error.
-            sys::fallocate_or_undo(self.fd, start, end - start)?;
+            self.allocate_growing(start, end)?;
             self.len = end;
         } else {
             self.len = roomy;
@@ -123,13 +122,29 @@ impl MappedStorage {
 }
 
 impl MappedStorage {
-    /// After a failed fallocate past the end: on a disk the undo may have cut the file, freeing
-    /// the blocks reserved past it, so they are reserved again when needed. (tmpfs gives back
-    /// only the blocks the failed call allocated, and keeps the size.)
-    fn forget_reserved(&mut self) {
-        if !self.tmpfs {
-            self.reserved_to = self.reserved_to.min(self.len);
+    /// Allocates `from..end` and makes the file at least `end` long; if the room runs out,
+    /// gives back what it got and leaves the size. tmpfs does both itself. A disk file system
+    /// keeps what a failed fallocate got, and (without KEEP_SIZE) the size it reached (ext4):
+    /// undoing that takes a truncate, which also frees the blocks reserved past the end for
+    /// logged bytes (`reserve_past_end`), so that publishing them could later meet ENOSPC. So
+    /// there the blocks are taken with the size kept, what a failure got past every block in
+    /// use is punched out again, and the size is set over them only once they are all there.
+    fn allocate_growing(&mut self, from: u64, end: u64) -> Result<(), Errno> {
+        if self.tmpfs || end <= self.len {
+            // (Inside the file a failed call moves no size.)
+            return sys::fallocate(self.fd, from, end - from);
         }
+        if let Err(e) = sys::fallocate_keep_size(self.fd, from, end - from) {
+            // Past the file's bytes (the checkpoint thread may have written past `len`) and
+            // past the reserved blocks, nothing of anyone's is stored.
+            let in_use = sys::file_size(self.fd)?.max(self.len).max(self.reserved_to).next_multiple_of(4096);
+            if in_use < end {
+                let _ = sys::punch_hole(self.fd, in_use, end - in_use);
+            }
+            return Err(e);
+        }
+        // Every block is there: this only moves the size (never back).
+        sys::fallocate(self.fd, from, end - from)
     }
 }
 
@@ -279,7 +294,7 @@ impl Storage for MappedStorage {
         for &(start, end) in ranges {
             if end > allocated {
                 let from = start.max(allocated);
-                sys::fallocate_or_undo(self.fd, from, end - from).inspect_err(|_| self.forget_reserved())?;
+                self.allocate_growing(from, end)?;
             }
             self.len = self.len.max(end);
             self.bulk.push((start, end));

@@ -310,6 +310,13 @@ pub fn fallocate_past_end(fd: i32, offset: u64, len: u64) -> Result<(), Errno> {
     r
 }
 
+/// `fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, len)`: the blocks of the
+/// range are freed (it reads as zeros), the size is unchanged.
+pub fn punch_hole(fd: i32, offset: u64, len: u64) -> Result<(), Errno> {
+    let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+    plain(libc::SYS_fallocate, [fd as usize, mode as usize, offset as usize, len as usize, 0, 0]).map(drop)
+}
+
 /// The size in bytes of an open file.
 pub fn file_size(fd: i32) -> Result<u64, Errno> {
     Ok(fstat(fd)?.st_size as u64)
