@@ -482,6 +482,15 @@ fn holes_read_as_zeros_on_a_full_tmpfs() {
     case("holes", "1m", DEFAULTS, true);
 }
 
+/// A write into a hole below the committed size is logged: its block in the data file is
+/// allocated by the write (ENOSPC there, as the kernel's), not by the checkpoint later.
+#[test]
+fn a_logged_write_into_a_hole_on_a_full_file_system_fails_with_enospc() {
+    case("hole-write", "1m", DEFAULTS, false);
+    case("hole-write", "1m", ALL_LOGGED, false);
+    case_on_ext4("hole-write", 16, DEFAULTS);
+}
+
 /// ext4, writes in place switched on: an append that finds too little room gives back what it
 /// allocated, but not the blocks reserved earlier for logged bytes past the data file's end.
 #[test]

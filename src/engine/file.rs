@@ -487,6 +487,11 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         if end > self.data.size()? {
             self.data.reserve_past_end(offset, end)?;
         }
+        // And logged blocks inside it that are holes (left by a truncate upwards, say).
+        let data_len = self.data.size()?;
+        if offset < data_len {
+            self.data.reserve_holes(offset, end.min(data_len))?;
+        }
         let mut done = 0usize;
         let mut block = first;
         while block <= last {

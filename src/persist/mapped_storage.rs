@@ -5,6 +5,7 @@
 //! cheap), and remade when the file grows past it. Only bytes below the file's size are ever
 //! touched.
 
+use super::ranges::Ranges;
 use super::{Mapping, Storage};
 use crate::sys::{self, Errno};
 
@@ -28,6 +29,9 @@ pub struct MappedStorage {
     /// [`Storage::reserve_past_end`]; 0: none). Not counted in `hole_free_to`, which stays at
     /// or below `len`.
     reserved_to: u64,
+    /// Ranges known to be allocated, in the file or reserved past its end (besides
+    /// `hole_free_to`): logged writes there need not ask the kernel about holes.
+    allocated: Ranges,
 }
 
 impl MappedStorage {
@@ -52,6 +56,7 @@ impl MappedStorage {
             hole_free_to: 0,
             populated_to: len,
             reserved_to: 0,
+            allocated: Ranges::default(),
         }
     }
 }
@@ -90,6 +95,7 @@ impl MappedStorage {
         } else {
             self.len = roomy;
         }
+        self.allocated.insert(start, self.len);
         if hole_free {
             self.hole_free_to = self.len;
         }
@@ -231,6 +237,7 @@ impl Storage for MappedStorage {
         } else if end > self.allocated_prefix(end)? {
             // Inside the file, maybe in a hole: a store there must not fault (SIGBUS on ENOSPC).
             sys::fallocate(self.fd, offset, end - offset)?;
+            self.allocated.insert(offset, end);
             if offset <= self.hole_free_to {
                 self.hole_free_to = end;
             }
@@ -271,6 +278,51 @@ impl Storage for MappedStorage {
         } else {
             self.reserved_to = roomy;
         }
+        self.allocated.insert(start, self.reserved_to);
+        Ok(())
+    }
+
+    fn reserve_holes(&mut self, from: u64, end: u64) -> Result<(), Errno> {
+        let (from, end) = (from & !4095, end.min(self.len));
+        if from >= end || end <= self.allocated_prefix(end)? || self.allocated.covers(from, end) {
+            return Ok(());
+        }
+        // Where the holes are (on ext4 also blocks allocated but never written: allocating
+        // them again is harmless, and only those not known to be ours are given back below).
+        let mut holes = Vec::new();
+        let mut at = from;
+        while at < end {
+            let hole = match sys::lseek(self.fd, at as i64, libc::SEEK_HOLE) {
+                Ok(hole) => hole,
+                Err(Errno(libc::ENXIO)) => at,
+                Err(e) => return Err(e),
+            };
+            // Data up to the hole: known from now on (often all the file, in one call).
+            self.allocated.insert(at, hole);
+            if hole >= end {
+                break;
+            }
+            let data = match sys::lseek(self.fd, hole as i64, libc::SEEK_DATA) {
+                Ok(data) => data,
+                Err(Errno(libc::ENXIO)) => end,
+                Err(e) => return Err(e),
+            };
+            holes.extend(self.allocated.missing(hole, data.min(end)));
+            at = data.max(hole + 1);
+        }
+        for (i, &(start, stop)) in holes.iter().enumerate() {
+            if let Err(e) = sys::fallocate_keep_size(self.fd, start, stop - start) {
+                // A disk keeps what a failed call got: give back these holes' blocks (they hold
+                // nothing), as the kernel's failed write would leave them. (tmpfs did.)
+                if !self.tmpfs {
+                    for &(start, stop) in &holes[..=i] {
+                        let _ = sys::punch_hole(self.fd, start, stop - start);
+                    }
+                }
+                return Err(e);
+            }
+        }
+        self.allocated.insert(from, end);
         Ok(())
     }
 
@@ -297,6 +349,7 @@ impl Storage for MappedStorage {
                 self.allocate_growing(from, end)?;
             }
             self.len = self.len.max(end);
+            self.allocated.insert(start, end);
             self.bulk.push((start, end));
             if self.tmpfs && start <= self.hole_free_to {
                 self.hole_free_to = self.hole_free_to.max(end);
@@ -316,6 +369,7 @@ impl Storage for MappedStorage {
             sys::ftruncate(self.fd, len)?;
         }
         self.reserved_to = self.reserved_to.min(len);
+        self.allocated.cut(len);
         self.len = len;
         self.hole_free_to = self.hole_free_to.min(len);
         self.populated_to = self.populated_to.min(len);
@@ -359,6 +413,7 @@ impl Storage for MappedStorage {
     fn refresh(&mut self) -> Result<u64, Errno> {
         // The kernel may have changed the file (a hole punched): ask again.
         self.hole_free_to = 0;
+        self.allocated.clear();
         let len = sys::file_size(self.fd)?;
         if len < self.len {
             self.reserved_to = self.reserved_to.min(len);

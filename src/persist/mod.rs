@@ -18,6 +18,7 @@ mod mapped_storage;
 mod mapping;
 pub mod mark;
 mod pmem;
+mod ranges;
 pub mod sim;
 
 pub use log_file::LogFile;
@@ -130,6 +131,13 @@ pub trait Storage {
     /// log) that [`Storage::write_at`] stores there later, without changing the file's size:
     /// that store then needs no room (ENOSPC now, as the kernel's write would give it).
     fn reserve_past_end(&mut self, from: u64, end: u64) -> Result<(), Errno> {
+        let _ = (from, end);
+        Ok(())
+    }
+    /// Allocates the blocks of `from..end` (inside the file) that are holes, for bytes written
+    /// elsewhere (a log) that [`Storage::write_at`] stores there later: ENOSPC now, as the
+    /// kernel's write into a hole would give it. Blocks known to be allocated cost no call.
+    fn reserve_holes(&mut self, from: u64, end: u64) -> Result<(), Errno> {
         let _ = (from, end);
         Ok(())
     }

@@ -120,6 +120,30 @@ elif case == "holes":
         failures.append(f"writing into a hole: {wrote}")
     result(failures)
 
+elif case == "hole-write":
+    # A logged write into a hole below the committed size (a truncate upwards, fsynced) on a
+    # full file system: ENOSPC from the write, as the kernel gives it (a checkpoint that met it
+    # later would leave the log, and refuse the next open); fsync, close and a reopen go on.
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.pwrite(fd, b"x" * 4096, 0)
+    os.ftruncate(fd, 1 << 20)
+    os.fsync(fd)
+    fill()
+    wrote = attempt("pwrite 100 bytes into the hole", lambda: os.pwrite(fd, b"y" * 100, 512 << 10))
+    synced = attempt("fsync", lambda: os.fsync(fd))
+    os.close(fd)
+    failures = [] if wrote == "ENOSPC" else [f"a write into a hole on a full file system: {wrote}"]
+    if synced is not None:
+        failures.append(f"fsync: {synced}")
+    fd = attempt("reopen", lambda: os.open(path, os.O_RDWR))
+    if isinstance(fd, int):
+        want = b"x" * 4096 + bytes((1 << 20) - 4096)
+        if os.pread(fd, 2 << 20, 0) != want:
+            failures.append("contents after reopen differ")
+    else:
+        failures.append(f"reopen: {fd}")
+    result(failures)
+
 elif case == "extend-keeps-reserved":
     # ext4 with NVMMIO_IN_PLACE_FROM=64k: 8 KiB logged past the data file's end (below 64 KiB)
     # have their blocks reserved there; an append in place that finds too little room fails,
