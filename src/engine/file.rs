@@ -200,6 +200,8 @@ pub struct ManagedFile<M: Medium, S: Storage> {
     frozen: Option<Arc<Frozen<M>>>,
     /// A second log medium, to go on with while the first is frozen.
     spare: Option<M>,
+    /// An fsync committed blocks it then failed to publish: the next one publishes them too.
+    unpublished: bool,
 }
 
 impl<M: Medium, S: Storage> ManagedFile<M, S> {
@@ -220,6 +222,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
             settings,
             frozen: None,
             spare: None,
+            unpublished: false,
         })
     }
 
@@ -680,9 +683,20 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
 
     /// Makes every write so far durable and committed (fsync).
     pub fn sync(&mut self) -> Result<(), Errno> {
-        let epoch: Vec<(u64, u64)> = self.unsealed_blocks.iter().copied().zip(self.unsealed.iter().copied()).collect();
+        let mut epoch: Vec<(u64, u64)> =
+            self.unsealed_blocks.iter().copied().zip(self.unsealed.iter().copied()).collect();
         self.commit()?;
+        if self.unpublished {
+            // An earlier fsync failed publishing (ENOSPC, EIO): every committed block not in
+            // the data file yet, so that its retry returns only when the kernel's readers see it.
+            epoch = (self.index.iter())
+                .filter(|&(_, slot)| !slot.published && self.log.is_committed(slot.pos))
+                .map(|(&block, slot)| (block, slot.pos))
+                .collect();
+        }
+        self.unpublished = true;
         self.publish_epoch(epoch)?;
+        self.unpublished = false;
         // With a second log the checkpoint runs in the background (the caller starts it); a
         // log that fills up meanwhile is checkpointed here when it must make room.
         let background = self.spare.is_some() || self.frozen.is_some();
