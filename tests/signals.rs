@@ -40,7 +40,7 @@ fn same_with_and_without(phases: &[&str], rounds: usize) {
         fs::create_dir(&kernel_dir).unwrap();
         let expected = ok(&run(&exe, &kernel_dir, false, phases));
         // Phase lines: every count 0 (EINTR, short counts, wrong bytes), every check 1.
-        let checks = ["handled_some", "reported", "ran_once", "reset", "old_reported"];
+        let checks = ["handled_some", "reported", "ran_once", "reset", "old_reported", "jumped"];
         for line in expected.lines().take(phases.len()) {
             for field in line.split(' ').skip(1) {
                 let want = if checks.contains(&field.split('=').next().unwrap()) { "1" } else { "0" };
@@ -96,4 +96,22 @@ fn pthread_cancel_unwinds_through_the_trampoline() {
 #[test]
 fn handlers_doing_io_while_the_program_is_in_malloc_never_hang() {
     same_with_and_without(&["malloc"], 3);
+}
+
+/// A handler left with siglongjmp, 1000 times: the calls after it (which allocate) must be
+/// right, and nvmmio must know the thread is outside a handler again (allocating from glibc,
+/// not from its finite region for handlers: the exit summary counts those allocations).
+#[test]
+fn a_handler_left_with_siglongjmp_is_over() {
+    same_with_and_without(&["longjmp"], 1);
+    let dir = shm_dir();
+    let exe = compile_c("signals_served", dir.path());
+    let mut cmd = Command::new("timeout");
+    cmd.args(["-s", "KILL", "20"]).arg(&exe).arg(dir.path()).arg("longjmp").env("LC_ALL", "C");
+    cmd.env("LD_PRELOAD", library()).env("NVMMIO_DIRS", dir.path()).env("NVMMIO_STATS", "1");
+    let out = cmd.output().unwrap();
+    let stdout = ok(&out);
+    assert!(stdout.starts_with("longjmp: jumped=1 failed=0\n"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("calls served") && !stderr.contains("allocations in signal handlers"), "{stderr}");
 }

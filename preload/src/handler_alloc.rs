@@ -11,8 +11,11 @@
 //! program's signals are held back ([`crate::signals`]), and nvmmio's own code never runs in a
 //! handler of its own that allocates.
 //!
-//! A handler left with `siglongjmp` leaves its thread marked as in a handler: that thread then
-//! allocates from the region (correct, only slower) until its next handler returns.
+//! A handler left with `siglongjmp` never returns to say so: the trampoline records where its
+//! frame is on the stack, and the thread's next entry into nvmmio from a frame above it (the
+//! stack grows down) knows the handler was left. A handler on an alternate signal stack above
+//! the thread's stack cannot be told apart from one still running: the thread then goes on
+//! allocating from the region (correct, only slower) until a handler returns.
 //!
 //! # Safety
 //! Blocks handed out are within the reserved region, aligned to their size class (at least the
@@ -24,23 +27,60 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::ptr::null_mut;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
+use std::sync::atomic::{
+    AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering::Acquire, Ordering::Relaxed, Ordering::Release,
+};
 
 use nvmmio_core::sys::syscall6;
+
+/// Handler frames recorded per thread (deeper ones are counted, not recorded).
+const FRAMES: usize = 16;
 
 thread_local! {
     /// How many of the program's handlers are running on this thread.
     static IN_HANDLER: Cell<u32> = const { Cell::new(0) };
+    /// Where the trampoline's frame of each is (an address in it): everything the handler runs
+    /// is below.
+    static FRAME_AT: [Cell<usize>; FRAMES] = const { [const { Cell::new(0) }; FRAMES] };
 }
 
-/// The trampoline is about to call the program's handler.
-pub fn enter_handler() {
-    IN_HANDLER.with(|n| n.set(n.get() + 1));
+/// Allocations served from the region (for the exit summary).
+pub static REGION_ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+/// The trampoline, whose frame holds the address `frame`, is about to call the program's
+/// handler.
+pub fn enter_handler(frame: usize) {
+    let depth = IN_HANDLER.with(Cell::get);
+    FRAME_AT.with(|f| {
+        if let Some(at) = f.get(depth as usize) {
+            at.set(frame);
+        }
+    });
+    IN_HANDLER.with(|n| n.set(depth + 1));
 }
 
 /// The program's handler returned.
 pub fn leave_handler() {
     IN_HANDLER.with(|n| n.set(n.get().saturating_sub(1)));
+}
+
+/// The thread runs code with its stack at `frame` outside any handler it may be in: it entered
+/// nvmmio from there, or a signal interrupted it there. Handlers whose trampoline frame lies
+/// below it were left (with `siglongjmp`) without returning. Only the innermost is compared at
+/// each step: a handler still running has everything it calls below its trampoline's frame.
+pub fn note_entry(frame: usize) {
+    IN_HANDLER.with(|n| {
+        let mut depth = n.get() as usize;
+        if depth == 0 {
+            return;
+        }
+        FRAME_AT.with(|f| {
+            while depth > 0 && depth <= FRAMES && frame > f[depth - 1].get() {
+                depth -= 1;
+            }
+        });
+        n.set(depth as u32);
+    });
 }
 
 fn in_handler() -> bool {
@@ -130,6 +170,7 @@ fn region_alloc(layout: Layout) -> *mut u8 {
         base + at
     };
     unlock();
+    REGION_ALLOCATIONS.fetch_add(1, Relaxed);
     block as *mut u8
 }
 
@@ -248,7 +289,7 @@ mod tests {
     #[test]
     fn allocations_in_a_handler_come_from_the_region_and_frees_wait() {
         let outside = Box::new([7u8; 64]);
-        enter_handler();
+        enter_handler(usize::MAX);
         let inside = Box::new([9u8; 64]);
         let inside_ptr: *const u8 = inside.as_ptr();
         let mut grown = vec![1u8; 10];
@@ -262,5 +303,20 @@ mod tests {
         drop(grown);
         drain_deferred();
         assert!(DEFERRED.load(Relaxed).is_null());
+    }
+
+    #[test]
+    fn a_handler_left_without_returning_is_forgotten_at_the_next_entry_above_it() {
+        enter_handler(1000);
+        enter_handler(500);
+        note_entry(400);
+        assert!(in_handler(), "called from the inner handler");
+        note_entry(700);
+        assert!(in_handler(), "the inner one was left, not the outer");
+        assert_eq!(IN_HANDLER.with(Cell::get), 1);
+        note_entry(2000);
+        assert!(!in_handler());
+        leave_handler();
+        assert!(!in_handler());
     }
 }

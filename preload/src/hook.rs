@@ -103,6 +103,10 @@ fn handle_wanted(nr: usize, args: [usize; 6]) -> Option<isize> {
         // then (nvmmio starting its checkpoint thread): its child would crash.
         return (nr == libc::SYS_clone3 as usize).then_some(-(libc::ENOSYS as isize));
     };
+    // A handler of the program's that this thread left with siglongjmp is over if this frame
+    // is above its trampoline's (nvmmio allocates from glibc again).
+    let frame = 0u8;
+    crate::handler_alloc::note_entry(std::hint::black_box(&frame) as *const u8 as usize);
     let saved_errno = ffi::errno();
     let action = catch_unwind(AssertUnwindSafe(|| dispatch::dispatch(nr, args)));
     let result = match action {

@@ -123,6 +123,10 @@ extern "C-unwind" fn trampoline(sig: c_int, info: *mut libc::siginfo_t, ctx: *mu
         hold_back(sig, info, ctx);
         return;
     }
+    // The code the signal interrupted is no handler left with siglongjmp (which never said so).
+    // SAFETY: the kernel's ucontext for this delivery (see the module doc).
+    let interrupted_sp = unsafe { (*ctx.cast::<libc::ucontext_t>()).uc_mcontext.gregs[libc::REG_RSP as usize] };
+    crate::handler_alloc::note_entry(interrupted_sp as usize);
     let Some(slot) = PROGRAM.get(sig as usize) else { return };
     let handler = slot[0].load(SeqCst);
     let flags = slot[1].load(SeqCst) as u64;
@@ -139,8 +143,10 @@ extern "C-unwind" fn trampoline(sig: c_int, info: *mut libc::siginfo_t, ctx: *mu
     unsafe {
         let program_handler = std::mem::transmute::<usize, Handler>(handler);
         // nvmmio's allocations while it runs must not need glibc's malloc, which the code it
-        // interrupted may be inside (see `handler_alloc`).
-        crate::handler_alloc::enter_handler();
+        // interrupted may be inside (see `handler_alloc`). The handler's frames are all below
+        // this local (it may never return: see `handler_alloc::note_entry`).
+        let frame = 0u8;
+        crate::handler_alloc::enter_handler(std::hint::black_box(&frame) as *const u8 as usize);
         program_handler(sig, info, ctx);
         crate::handler_alloc::leave_handler();
     }

@@ -11,13 +11,19 @@
  *   malloc              : the main loop allocates and frees (the handler's calls arrive while
  *                         the program is inside malloc);
  *   actions             : sigaction reports the program's own actions; SA_RESETHAND;
- *   fork                : the main loop forks (children exit at once).
+ *   fork                : the main loop forks (children exit at once);
+ *   early               : the restart loop with handlers installed before any library's
+ *                         constructor ran (nvmmio's included: from .preinit_array), as a
+ *                         library constructed before nvmmio would install them;
+ *   longjmp             : a handler left with siglongjmp 1000 times, then opens, writes, fsyncs
+ *                         and closes of another managed file (nvmmio allocates in them).
  * Prints one line per phase and a final line; every count must be the same with and without
  * nvmmio (how many signals arrived is not printed: it differs from run to run). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -112,6 +118,18 @@ static void set_handlers(int flags)
 	sigaction(SIGUSR1, &sa, NULL);
 }
 
+/* Phase early: installed before nvmmio's constructor ran. glibc passes (argc, argv, envp). */
+static int early_installed;
+static void install_early(int argc, char **argv, char **envp)
+{
+	(void)envp;
+	for (int i = 2; i < argc; i++)
+		early_installed |= !strcmp(argv[i], "early");
+	if (early_installed)
+		set_handlers(SA_RESTART);
+}
+__attribute__((section(".preinit_array"), used)) static void (*const preinit)(int, char **, char **) = install_early;
+
 static pthread_t main_thread;
 static volatile int stop_killer;
 
@@ -128,9 +146,11 @@ static void *killer(void *arg)
 
 static pthread_t killer_thread;
 
+/* flags -1: the handlers installed already stay. */
 static void signals_on(int flags)
 {
-	set_handlers(flags);
+	if (flags >= 0)
+		set_handlers(flags);
 	stop_killer = 0;
 	/* The killer starts with both signals blocked: SIGALRM (sent to the process) goes to the
 	 * main thread only, even while nvmmio holds it back there. */
@@ -213,7 +233,7 @@ static void verify(long off, size_t n, int how)
 static const size_t sizes[] = { 1, 3, 512, 4096, 4097, 65536, 200001, 1 << 20, MAX_IO };
 #define NSIZES (sizeof sizes / sizeof sizes[0])
 
-static void io_phase(const char *name, int flags)
+static void io_phase(const char *name, int flags, const char *extra)
 {
 	eintr = shortc = bad = 0;
 	long hbefore = hcount;
@@ -273,8 +293,8 @@ static void io_phase(const char *name, int flags)
 		}
 	}
 	signals_off();
-	printf("%s: eintr=%ld short=%ld bad=%ld handler_eintr=%ld handler_bad=%ld handled_some=%d\n", name, eintr,
-	       shortc, bad, heintr, hbad, hcount - hbefore > 20);
+	printf("%s: %seintr=%ld short=%ld bad=%ld handler_eintr=%ld handler_bad=%ld handled_some=%d\n", name, extra,
+	       eintr, shortc, bad, heintr, hbad, hcount - hbefore > 20);
 	heintr = hbad = 0;
 }
 
@@ -393,6 +413,56 @@ static void actions_phase(void)
 	       oneshot_runs == 1, reset, old_same, hbad - before, bad);
 }
 
+/* Installed before nvmmio's constructor: reported as the program set it, and run as any other
+ * (never in the middle of a served call). */
+static void early_phase(void)
+{
+	struct sigaction got;
+	sigaction(SIGALRM, NULL, &got);
+	int flags = SA_SIGINFO | SA_RESETHAND | SA_RESTART | SA_NODEFER;
+	int same = early_installed && got.sa_handler == on_signal && (got.sa_flags & flags) == SA_RESTART &&
+		   sigismember(&got.sa_mask, SIGUSR1) && !sigismember(&got.sa_mask, SIGINT);
+	char extra[32];
+	snprintf(extra, sizeof extra, "reported=%d ", same);
+	io_phase("early", -1, extra);
+}
+
+/* A handler that never returns: nvmmio must see the thread outside it again. */
+static sigjmp_buf jump;
+static volatile long jumps;
+static void jump_out(int sig)
+{
+	(void)sig;
+	jumps++;
+	siglongjmp(jump, 1);
+}
+
+static void longjmp_phase(const char *dir)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = jump_out;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGUSR2, &sa, NULL);
+	for (int i = 0; i < 1000; i++)
+		if (!sigsetjmp(jump, 1))
+			raise(SIGUSR2);
+	char path[4096];
+	snprintf(path, sizeof path, "%s/jump.dat", dir);
+	long failed = 0;
+	for (int i = 0; i < 300; i++) {
+		int f = open(path, O_RDWR | O_CREAT, 0644);
+		fill(8192);
+		failed += f < 0 || pwrite(f, wbuf, 8192, (long)i * 4096) != 8192 || fsync(f) != 0;
+		memset(rbuf, 0, 8192);
+		failed += pread(f, rbuf, 8192, (long)i * 4096) != 8192 || memcmp(rbuf, wbuf, 8192) != 0;
+		close(f);
+	}
+	sa.sa_handler = SIG_DFL;
+	sigaction(SIGUSR2, &sa, NULL);
+	printf("longjmp: jumped=%d failed=%ld\n", jumps == 1000, failed);
+}
+
 /* The handler's records: slot s holds the last record k < hcount with k % HSLOTS == s. */
 static int handler_records_ok(int f)
 {
@@ -427,15 +497,19 @@ int main(int argc, char **argv)
 	main_thread = pthread_self();
 	for (int i = 2; i < argc; i++) {
 		if (!strcmp(argv[i], "restart"))
-			io_phase("restart", SA_RESTART);
+			io_phase("restart", SA_RESTART, "");
 		else if (!strcmp(argv[i], "norestart"))
-			io_phase("norestart", 0);
+			io_phase("norestart", 0, "");
 		else if (!strcmp(argv[i], "malloc"))
 			malloc_phase();
 		else if (!strcmp(argv[i], "actions"))
 			actions_phase();
 		else if (!strcmp(argv[i], "fork"))
 			fork_phase();
+		else if (!strcmp(argv[i], "early"))
+			early_phase();
+		else if (!strcmp(argv[i], "longjmp"))
+			longjmp_phase(argv[1]);
 		fflush(stdout);
 	}
 	/* No more signals: check every byte. */

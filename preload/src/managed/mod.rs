@@ -516,8 +516,12 @@ extern "C" fn fork_child() {
 /// The exit summary (NVMMIO_STATS=1), on stderr.
 fn print_stats() {
     let Some(fd) = CONFIG.get().map(|c| c.stats_fd).filter(|&fd| fd >= 0) else { return };
+    let in_handlers = match crate::handler_alloc::REGION_ALLOCATIONS.load(Relaxed) {
+        0 => String::new(),
+        n => format!(", {n} allocations in signal handlers"),
+    };
     let line = format!(
-        "nvmmio: pid {}: {} calls served, {}\n",
+        "nvmmio: pid {}: {} calls served, {}{in_handlers}\n",
         sys::getpid(),
         io::SERVED.load(Relaxed),
         nvmmio_core::engine::stats::summary()
