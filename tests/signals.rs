@@ -98,6 +98,14 @@ fn handlers_doing_io_while_the_program_is_in_malloc_never_hang() {
     same_with_and_without(&["malloc"], 3);
 }
 
+/// Handlers installed before nvmmio's constructor ran (here from the program's .preinit_array;
+/// a library constructed earlier does the same) run through the trampoline too, and sigaction
+/// reports them as the program set them.
+#[test]
+fn handlers_installed_before_nvmmio_started_never_run_inside_it() {
+    same_with_and_without(&["early"], 3);
+}
+
 /// A handler left with siglongjmp, 1000 times: the calls after it (which allocate) must be
 /// right, and nvmmio must know the thread is outside a handler again (allocating from glibc,
 /// not from its finite region for handlers: the exit summary counts those allocations).

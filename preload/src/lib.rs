@@ -54,7 +54,10 @@ fn init() {
     hook::install_panic_reporter();
     let settings = SETTINGS.get_or_init(|| settings);
     tracer::init(settings);
-    managed::init(settings);
+    if managed::init(settings) {
+        // Handlers installed before this constructor ran wait outside nvmmio too.
+        signals::adopt_installed();
+    }
     hook::init_filter(settings);
     symbols::resolve_originals();
     ffi::install_hooks();

@@ -6,7 +6,8 @@
 //! result) remain.
 //!
 //! So each handler the program installs is installed as [`trampoline`], the program's own action
-//! kept in [`PROGRAM`] (its `sigaction` calls see only its own). Outside nvmmio the trampoline
+//! kept in [`PROGRAM`] (its `sigaction` calls see only its own); so is each handler found
+//! installed when nvmmio starts ([`adopt_installed`]). Outside nvmmio the trampoline
 //! calls the program's handler at once, with the kernel's siginfo and context. Inside, it holds
 //! the signal back: blocked in the interrupted context and queued again to the thread with the
 //! same siginfo; the guard unblocks it as the thread leaves nvmmio, and the kernel delivers it
@@ -115,6 +116,31 @@ pub fn program_sigaction(sig: i32, act: usize, oldact: usize, setsize: usize) ->
         }
     }
     Some(0)
+}
+
+/// Handlers the program installed before nvmmio started (from its `.preinit_array`, or a
+/// library constructed before nvmmio) run through the trampoline too, as if set now: the
+/// kernel gets the trampoline with the same mask and restorer and the flags it would get from
+/// [`program_sigaction`]; the program's own action is kept (and reported back). Inherited
+/// SIG_IGN and SIG_DFL stay as they are.
+pub fn adopt_installed() {
+    for sig in (1..=64).filter(|&sig| wrapped(sig)) {
+        let mut current = KernelAction::default();
+        if rt_sigaction(sig, None, &mut current) < 0 {
+            continue;
+        }
+        let handler = current.handler;
+        if handler == libc::SIG_DFL || handler == libc::SIG_IGN || handler == trampoline_addr() {
+            continue;
+        }
+        // The table first: the kernel may run the trampoline as soon as it has it.
+        let slot = &PROGRAM[sig as usize];
+        slot[0].store(handler, SeqCst);
+        slot[1].store(current.flags as usize, SeqCst);
+        let flags = (current.flags | libc::SA_SIGINFO as u64) & !(libc::SA_RESETHAND as u64);
+        let ours = KernelAction { handler: trampoline_addr(), flags, ..current };
+        let _ = rt_sigaction(sig, Some(&ours), &mut current);
+    }
 }
 
 /// Installed for every handler the program sets (see the module doc).
