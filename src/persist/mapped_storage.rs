@@ -135,6 +135,9 @@ impl MappedStorage {
     /// logged bytes (`reserve_past_end`), so that publishing them could later meet ENOSPC. So
     /// there the blocks are taken with the size kept, what a failure got past every block in
     /// use is punched out again, and the size is set over them only once they are all there.
+    /// (ext4 ignores a punch past the end: what a failure got stays allocated there until the
+    /// next checkpoint cuts the file, and the next extension, which starts at the same place,
+    /// uses it.)
     fn allocate_growing(&mut self, from: u64, end: u64) -> Result<(), Errno> {
         if self.tmpfs || end <= self.len {
             // (Inside the file a failed call moves no size.)
