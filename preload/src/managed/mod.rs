@@ -773,7 +773,7 @@ fn release_log(dir: &str, log: LogFile, path: &CString) {
     let pool_len = POOL.lock().unwrap_or_else(|p| p.into_inner()).len();
     if pool_len < POOL_MAX {
         let seq = POOL_SEQ.fetch_add(1, Relaxed);
-        if let Ok(pool_path) = cstring(format!("{dir}/.nvmmio/pool-{}-{seq}.log", sys::getpid())) {
+        if let Ok(pool_path) = cstring(format!("{dir}/.nvmmio/pool-{}-{seq}.log", crate::process::ids().0)) {
             if sys::rename_noreplace(path, &pool_path).is_ok() {
                 let entry = PooledLog { dir: dir.to_string(), path: pool_path, log };
                 POOL.lock().unwrap_or_else(|p| p.into_inner()).push(entry);
@@ -789,7 +789,7 @@ fn release_log(dir: &str, log: LogFile, path: &CString) {
 /// checkpoint thread, then pooled (see [`pool_voided`]).
 fn retire_log(dir: &str, log: LogFile, path: &CString) {
     let seq = POOL_SEQ.fetch_add(1, Relaxed);
-    if let Ok(pool_path) = cstring(format!("{dir}/.nvmmio/pool-{}-{seq}.log", sys::getpid())) {
+    if let Ok(pool_path) = cstring(format!("{dir}/.nvmmio/pool-{}-{seq}.log", crate::process::ids().0)) {
         if sys::rename_noreplace(path, &pool_path).is_ok() {
             // Voiding costs a sync on a disk only: elsewhere it is done here.
             let log = if log.is_disk() { background::submit_void(dir, pool_path.clone(), log) } else { Err(log) };
@@ -883,7 +883,14 @@ fn open_inode(fd: i32, st: &libc::stat, dir: &str, flags: i32, config: &Config) 
     if log.is_disk() && !config.in_place_on_disks {
         settings.in_place_from = u64::MAX;
     }
-    let second = match leftover_second_log(dir, key) {
+    // A second log matters only if the mark names one (it does before the second log's first
+    // change), or where marks are not kept.
+    let second_named = match found {
+        mark::Marks::Named(m) => m.logs & mark::SECOND != 0,
+        mark::Marks::Unmarked => false,
+        mark::Marks::NotKept => true,
+    };
+    let second = match if second_named { leftover_second_log(dir, key) } else { Ok(None) } {
         Ok(second) => second,
         Err(e) => {
             drop(log);
