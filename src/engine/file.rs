@@ -496,6 +496,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
             self.data.reserve_holes(offset, end.min(data_len))?;
         }
         let mut done = 0usize;
+        let (mut logged_blocks, mut logged_bytes) = (0, 0);
         let mut block = first;
         while block <= last {
             let block_start = block * BLOCK;
@@ -512,7 +513,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
                 self.log.ensure_header_durable()?;
                 let copied = self.data.write_in_place(from, n, fill)?;
                 self.in_place_dirty = true;
-                stats::BYTES_IN_PLACE.fetch_add(copied as u64, Relaxed);
+                stats::count(&stats::BYTES_IN_PLACE, copied as u64);
                 done += copied;
                 if copied < n {
                     break;
@@ -534,7 +535,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
                     self.index.insert(block, Slot { pos, era: self.era, published: false });
                     self.unsealed.push(pos);
                     self.unsealed_blocks.push(block);
-                    stats::BLOCKS_LOGGED.fetch_add(1, Relaxed);
+                    logged_blocks += 1;
                     (pos, whole.then_some(old))
                 }
             };
@@ -543,7 +544,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
                 copied = fill(dst);
                 Ok(())
             })?;
-            stats::BYTES_LOGGED.fetch_add(copied as u64, Relaxed);
+            logged_bytes += copied as u64;
             done += copied;
             if copied < n {
                 // A new slot that was to be overwritten whole gets its old contents back
@@ -561,6 +562,8 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
             block += 1;
         }
         self.size = self.size.max(offset + done as u64);
+        stats::count(&stats::BLOCKS_LOGGED, logged_blocks);
+        stats::count(&stats::BYTES_LOGGED, logged_bytes);
         Ok(done)
     }
 
@@ -878,7 +881,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
             self.unsealed.clear();
             self.unsealed_blocks.clear();
             self.commits += 1;
-            stats::COMMITS.fetch_add(1, Relaxed);
+            stats::count(&stats::COMMITS, 1);
             stats::note_log_used(self.log.used());
             self.epoch = self.epoch.wrapping_add(1);
             self.era += 1;
@@ -907,7 +910,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         }
         blocks.sort_unstable();
         write_blocks(&mut self.data, &self.log, blocks, self.committed_size)?;
-        stats::BLOCKS_PUBLISHED.fetch_add(blocks.len() as u64, Relaxed);
+        stats::count(&stats::BLOCKS_PUBLISHED, blocks.len() as u64);
         for (block, pos) in blocks.iter() {
             if let Some(slot) = self.index.get_mut(block).filter(|s| s.pos == *pos) {
                 slot.published = true;

@@ -23,7 +23,17 @@ pub static LOST_LOGS: AtomicU64 = AtomicU64::new(0);
 pub static LOG_PEAK: AtomicU64 = AtomicU64::new(0);
 
 pub fn note_log_used(bytes: u64) {
-    LOG_PEAK.fetch_max(bytes, Relaxed);
+    if bytes > LOG_PEAK.load(Relaxed) {
+        LOG_PEAK.store(bytes, Relaxed);
+    }
+}
+
+/// Adds `n` to a counter without a locked instruction: the data path counts every call and
+/// block, and a locked add waits for every store before it (the block just copied) to
+/// complete. Threads counting at the same instant may lose a count (statistics only).
+#[inline]
+pub fn count(counter: &AtomicU64, n: u64) {
+    counter.store(counter.load(Relaxed).wrapping_add(n), Relaxed);
 }
 
 /// `12.3 MiB` style.

@@ -131,7 +131,7 @@ pub fn serve(nr: usize, args: [usize; 6], file: &Arc<OpenFile>) -> Option<isize>
         let state = file.inode.read();
         match &*state {
             State::Engine(engine) if engine.reads_ready() => {
-                SERVED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                nvmmio_core::engine::stats::count(&SERVED, 1);
                 return serve_read(nr, args, file, engine);
             }
             State::Engine(_) => {}
@@ -220,7 +220,7 @@ fn serve_read(nr: usize, args: [usize; 6], file: &OpenFile, engine: &Engine) -> 
 }
 
 fn serve_engine(nr: usize, args: [usize; 6], file: &Arc<OpenFile>, engine: &mut Engine) -> Option<isize> {
-    SERVED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    nvmmio_core::engine::stats::count(&SERVED, 1);
     if is_read(nr) {
         // Set up what lets later reads share the file.
         let _ = engine.prepare_reads();
