@@ -1,7 +1,7 @@
 //! The settings of the preloaded library, read once from environment variables at start-up.
 //! The CLI sets the same variables, so `nvmmio trace` and plain `LD_PRELOAD` use behave alike.
 
-use crate::engine::EngineSettings;
+use crate::engine::{EngineSettings, Logging};
 use crate::trace::decode::DecodeOptions;
 use crate::trace::filter::SyscallSet;
 
@@ -38,6 +38,14 @@ pub const ENV_IN_PLACE_FROM: &str = "NVMMIO_IN_PLACE_FROM";
 /// none): a file closed and then unlinked (SQLite's rollback journal, every transaction) is
 /// never checkpointed, and a file closed and opened again is set up once.
 pub const ENV_KEEP_CLOSED: &str = "NVMMIO_KEEP_CLOSED";
+/// `hybrid` (default), `redo` or `undo`: how each file logs its writes. Hybrid picks per epoch
+/// (at every fsync) from the calls since the last one: redo logging when writes are more than
+/// NVMMIO_HYBRID_REDO_ABOVE percent of them, else undo logging. Files whose logs are on a disk
+/// stay on redo unless `undo` is set (an undo image must be synced before each write in place).
+pub const ENV_LOGGING: &str = "NVMMIO_LOGGING";
+/// Hybrid logging's threshold: percent of writes among the calls of an epoch above which the
+/// next epoch uses redo logging. Default 40 (the paper's).
+pub const ENV_HYBRID_REDO_ABOVE: &str = "NVMMIO_HYBRID_REDO_ABOVE";
 /// `1`: each process prints a summary of what nvmmio served to stderr when it exits.
 pub const ENV_STATS: &str = "NVMMIO_STATS";
 /// Fault injection for tests: a system call name; nvmmio's dispatch panics on every such call,
@@ -67,6 +75,11 @@ pub const VARIABLES: &[(&str, &str)] = &[
         "writes past the committed size skip the log from this offset on (default 64k; on disks only when set)",
     ),
     (ENV_KEEP_CLOSED, "files kept served after their last close, logs kept, until unlinked or evicted (default 8)"),
+    (
+        ENV_LOGGING,
+        "hybrid (default): redo or undo logging per file and epoch from its write share; redo; undo (forced)",
+    ),
+    (ENV_HYBRID_REDO_ABOVE, "hybrid logging: percent of writes above which an epoch uses redo logging (default 40)"),
     (ENV_STATS, "1: each process prints what nvmmio served (calls, bytes logged, commits, checkpoints) at exit"),
     (ENV_TEST_PANIC_IN, "for tests: make nvmmio panic on this syscall (reported once, call forwarded)"),
     (ENV_LIB, "path of libnvmmio.so for `nvmmio run`/`trace` (default: next to the nvmmio binary)"),
@@ -179,6 +192,21 @@ impl Settings {
             log_max: size_var(ENV_LOG_MAX, defaults.log_max)?,
             checkpoint_at: size_var(ENV_CHECKPOINT_AT, defaults.checkpoint_at)?,
             in_place_from: size_var(ENV_IN_PLACE_FROM, defaults.in_place_from)?,
+            logging: match nonempty(ENV_LOGGING) {
+                Some(v) => {
+                    Logging::parse(&v).ok_or_else(|| format!("{ENV_LOGGING}={v}: expected hybrid, redo or undo"))?
+                }
+                None => defaults.logging,
+            },
+            redo_above_write_share: match nonempty(ENV_HYBRID_REDO_ABOVE) {
+                Some(v) => v
+                    .trim()
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|&p| p <= 100)
+                    .ok_or_else(|| format!("{ENV_HYBRID_REDO_ABOVE}={v}: expected a percentage, 0 to 100"))?,
+                None => defaults.redo_above_write_share,
+            },
         };
         let dirs = nonempty(ENV_DIRS)
             .map(|v| v.split(':').filter(|d| !d.is_empty()).map(|d| d.trim_end_matches('/').to_string()).collect())
@@ -250,6 +278,13 @@ mod tests {
         assert_eq!(s.engine.log_max, 16 << 20);
         assert_eq!(s.engine.checkpoint_at, 4096);
         assert!(settings(&[(ENV_LOG_MAX, "lots")]).is_err());
+        assert_eq!(s.engine.logging, Logging::Hybrid);
+        assert_eq!(s.engine.redo_above_write_share, 40);
+        let s = settings(&[(ENV_LOGGING, "undo"), (ENV_HYBRID_REDO_ABOVE, "75")]).unwrap();
+        assert_eq!(s.engine.logging, Logging::Undo);
+        assert_eq!(s.engine.redo_above_write_share, 75);
+        assert!(settings(&[(ENV_LOGGING, "both")]).is_err());
+        assert!(settings(&[(ENV_HYBRID_REDO_ABOVE, "101")]).is_err());
         assert_eq!(parse_size("2g"), Some(2 << 30));
     }
 

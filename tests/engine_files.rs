@@ -1,5 +1,6 @@
 //! The engine on real files: a memory-mapped log (msync path) and a data file reached through
-//! its descriptor, on tmpfs (/dev/shm) and on the disk file system under /tmp.
+//! its descriptor, on tmpfs (/dev/shm) and on the disk file system under /tmp, with redo and
+//! with undo logging.
 
 mod common;
 
@@ -7,16 +8,22 @@ use std::fs::{self, OpenOptions};
 use std::os::fd::IntoRawFd;
 use std::path::Path;
 
-use nvmmio::engine::{EngineSettings, ManagedFile, Recovered};
+use nvmmio::engine::{EngineSettings, Logging, ManagedFile, Recovered};
 use nvmmio::persist::{FdStorage, LogFile};
 
 type File = ManagedFile<LogFile, FdStorage>;
 
-fn open(dir: &Path) -> (File, Recovered) {
+fn open(dir: &Path, logging: Logging) -> (File, Recovered) {
     let data = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(dir.join("data")).unwrap();
     let log =
         OpenOptions::new().read(true).write(true).create(true).truncate(false).open(dir.join("data.log")).unwrap();
-    let settings = EngineSettings { log_max: 1 << 20, checkpoint_at: 512 << 10, in_place_from: 16 << 10 };
+    let settings = EngineSettings {
+        log_max: 1 << 20,
+        checkpoint_at: 512 << 10,
+        in_place_from: 16 << 10,
+        logging,
+        ..EngineSettings::default()
+    };
     let log = LogFile::open(log.into_raw_fd(), 4096).unwrap();
     File::open(FdStorage { fd: data.into_raw_fd() }, log, settings).map_err(|e| e.to_string()).unwrap()
 }
@@ -27,10 +34,17 @@ fn read_all(file: &File) -> Vec<u8> {
     buf
 }
 
-fn exercise(dir: &Path, expect_pmem: bool) {
+/// Both kinds of logging, each in a directory of its own under `make_dir`'s.
+fn exercise_both(make_dir: &dyn Fn() -> tempfile::TempDir, expect_pmem: bool) {
+    for logging in [Logging::Redo, Logging::Undo] {
+        exercise(make_dir().path(), expect_pmem, logging);
+    }
+}
+
+fn exercise(dir: &Path, expect_pmem: bool, logging: Logging) {
     fs::write(dir.join("data"), common::pattern(10_000, 1)).unwrap();
     let mut model = common::pattern(10_000, 1);
-    let (mut file, recovered) = open(dir);
+    let (mut file, recovered) = open(dir, logging);
     assert_eq!(recovered, Recovered::default());
     assert_eq!(file.log_medium().is_pmem(), expect_pmem, "persistence path");
     // Many writes: the log grows, fills and is checkpointed along the way.
@@ -62,13 +76,14 @@ fn exercise(dir: &Path, expect_pmem: bool) {
     // checkpoint, as a killed process would leave it); synced ones are recovered.
     file.write(0, b"never synced").unwrap();
     drop(file);
-    let (file, recovered) = open(dir);
-    assert!(recovered.applied >= 1, "{recovered:?}");
+    let (file, recovered) = open(dir, logging);
+    // Redo: the committed records replayed; undo: the unsynced write's old bytes put back.
+    assert!(recovered.applied + recovered.rolled_back >= 1, "{recovered:?}");
     assert_eq!(read_all(&file), model);
     assert_eq!(fs::read(dir.join("data")).unwrap(), model, "recovery applied the log to the data file");
 
     // A checkpoint leaves exactly the contents in the data file and an empty log.
-    let (mut file, _) = open(dir);
+    let (mut file, _) = open(dir, logging);
     file.write(5, b"tail").unwrap();
     model[5..9].copy_from_slice(b"tail");
     file.checkpoint().unwrap();
@@ -79,14 +94,14 @@ fn exercise(dir: &Path, expect_pmem: bool) {
 #[test]
 fn engine_on_tmpfs() {
     if std::env::var_os("PMEM_IS_PMEM_FORCE").is_none() {
-        exercise(common::shm_dir().path(), false);
+        exercise_both(&common::shm_dir, false);
     }
 }
 
 #[test]
 fn engine_on_disk() {
     if std::env::var_os("PMEM_IS_PMEM_FORCE").is_none() {
-        exercise(common::tmp_dir().path(), false);
+        exercise_both(&common::tmp_dir, false);
     }
 }
 
@@ -95,7 +110,7 @@ fn engine_on_disk() {
 #[test]
 fn engine_on_the_pmem_path() {
     if std::env::var_os("PMEM_IS_PMEM_FORCE").is_some() {
-        return exercise(common::shm_dir().path(), true);
+        return exercise_both(&common::shm_dir, true);
     }
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "engine_on_the_pmem_path", "--nocapture"])

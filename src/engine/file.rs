@@ -7,16 +7,27 @@
 //! or the data file; `sync` seals and commits the epoch; `checkpoint` writes the latest block
 //! of each into the data file and empties the log. Opening a file recovers it first.
 //!
+//! That is redo logging. An epoch may use undo logging instead (`undo.rs`; picked per epoch by
+//! [`Policy`]): the old contents of each block are saved in the log, durably, before the block
+//! is overwritten in place, and the commit voids them.
+//!
 //! Guarantee: after a crash at any instant, reopening gives exactly what the last successful
 //! `sync` covered, plus possibly whole later writes (a checkpoint commits first), never part of
 //! a write.
 
+mod undo;
+
+use undo::roll_back;
+
+use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::{Acquire, Release};
 use std::sync::Arc;
 
 use super::index::BlockIndex;
 use super::log::{Found, Log, OpenError, Opened};
+use super::policy::{Logging, Mode, Policy};
 use super::record::{Kind, BLOCK, RECORD_HEADER_LEN};
 use super::stats;
 use crate::persist::{Medium, Storage};
@@ -34,11 +45,22 @@ pub struct EngineSettings {
     /// offset on: below it (small files, such as SQLite's short-lived journals) the log is
     /// cheaper than setting up the data file's mapping and its append room.
     pub in_place_from: u64,
+    /// Redo, undo, or picked per epoch (see [`Policy`]).
+    pub logging: Logging,
+    /// Hybrid logging: a write share (percent of the calls since the last commit) above this
+    /// picks redo logging for the next epoch, else undo.
+    pub redo_above_write_share: u8,
 }
 
 impl Default for EngineSettings {
     fn default() -> Self {
-        EngineSettings { log_max: 256 << 20, checkpoint_at: 8 << 20, in_place_from: 64 << 10 }
+        EngineSettings {
+            log_max: 256 << 20,
+            checkpoint_at: 8 << 20,
+            in_place_from: 64 << 10,
+            logging: Logging::Hybrid,
+            redo_above_write_share: 40,
+        }
     }
 }
 
@@ -68,6 +90,8 @@ pub struct Recovered {
     pub applied: usize,
     /// Records found after the last commit and dropped.
     pub discarded: usize,
+    /// Undo records among those, whose old contents were written back.
+    pub rolled_back: usize,
 }
 
 /// Where a block's latest contents are in the log.
@@ -82,7 +106,27 @@ struct Slot {
     published: bool,
 }
 
+/// Block numbers are already well spread: a multiplicative hash is enough and much cheaper
+/// than SipHash on the write path.
+#[derive(Default)]
+struct BlockHasher(u64);
+
+impl Hasher for BlockHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ b as u64).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
 type Index = BlockIndex<Slot>;
+type BlockSet = HashSet<u64, BuildHasherDefault<BlockHasher>>;
 
 /// Writes a run of consecutive pieces of a file from an offset (see [`Frozen::apply`]).
 pub type RunWriter<'a> = dyn FnMut(u64, &[&[u8]]) -> Result<(), Errno> + 'a;
@@ -182,11 +226,22 @@ pub struct ManagedFile<M: Medium, S: Storage> {
     spare: Option<M>,
     /// An fsync committed blocks it then failed to publish: the next one publishes them too.
     unpublished: bool,
+    /// The current epoch's logging. **Invariant:** in undo mode the index is empty, no log is
+    /// frozen and the log holds undo records only (after the last reset): a switch to undo
+    /// checkpoints first, and an undo epoch commits by emptying the log.
+    mode: Mode,
+    policy: Policy,
+    /// Undo mode: blocks whose old contents the log holds for this epoch (saved once: a second
+    /// write must not replace the image with already changed bytes, the original's bug).
+    undone: BlockSet,
+    /// Changes of logging since open (statistics and tests).
+    switches: u64,
 }
 
 impl<M: Medium, S: Storage> ManagedFile<M, S> {
     fn with_log(data: S, log: Log<M>, settings: EngineSettings) -> Result<Self, Errno> {
         let size = data.size()?;
+        let policy = Policy::new(settings.logging, settings.redo_above_write_share);
         Ok(ManagedFile {
             data,
             log,
@@ -203,6 +258,10 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
             frozen: None,
             spare: None,
             unpublished: false,
+            mode: policy.initial(),
+            policy,
+            undone: BlockSet::default(),
+            switches: 0,
         })
     }
 
@@ -230,7 +289,8 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         let mut ranges: Vec<(u64, u64)> = logs
             .iter()
             .flat_map(|o| o.committed.iter())
-            .filter(|r| matches!(r.header.kind, Kind::Block | Kind::Write) && r.header.len > 0)
+            .chain(logs.iter().flat_map(|o| o.undo.iter()))
+            .filter(|r| matches!(r.header.kind, Kind::Block | Kind::Write | Kind::Undo) && r.header.len > 0)
             .map(|r| (r.header.offset, r.header.offset + r.header.len as u64))
             .collect();
         ranges.sort_unstable();
@@ -249,6 +309,11 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
             if has_commit || o.base_size.is_some() {
                 final_size = replay(&mut data, &o.log, &o.committed, o.base_size)?.or(final_size);
             }
+            // An undo epoch that never committed: its blocks get their old contents back (the
+            // size goes back to the last commit's with the rest). A generation holds one kind
+            // of logging, so these images are of the state the replay above left.
+            roll_back(&mut data, &o.log, &o.undo)?;
+            recovered.rolled_back += o.undo.len();
         }
         work |= final_size.is_some_and(|size| data.size() != Ok(size));
         let (mut log, spare) = (first.log, second.map(|o| o.log));
@@ -375,10 +440,16 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         len: usize,
         sink: &mut dyn FnMut(Piece) -> Result<(), Errno>,
     ) -> Result<usize, Errno> {
+        self.policy.note_read();
         if offset >= self.size {
             return Ok(0);
         }
         let end = offset + (len as u64).min(self.size - offset);
+        if self.index.is_empty() && self.frozen.is_none() {
+            // Nothing logged (undo logging, or just checkpointed): all from the data file.
+            self.base_pieces(offset..end, sink)?;
+            return Ok((end - offset) as usize);
+        }
         // Runs of blocks that are not in the log go to the data file in one piece.
         let mut base_from = offset;
         let mut pos = offset;
@@ -444,6 +515,10 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
             return Ok(0);
         }
         let end = offset.checked_add(len as u64).filter(|&e| e <= i64::MAX as u64).ok_or(Errno(libc::EFBIG))?;
+        self.policy.note_write();
+        if self.mode == Mode::Undo {
+            return self.write_undo(offset, len, fill);
+        }
         let (first, last) = (offset / BLOCK, (end - 1) / BLOCK);
         // Make room for every new slot first, so the write cannot fail half-way for lack of it.
         // A checkpoint (a new log generation) changes what needs a slot: count again after one.
@@ -664,10 +739,22 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         Ok(())
     }
 
-    /// Makes every write so far durable and committed (fsync).
+    /// Makes every write so far durable and committed (fsync); then picks the next epoch's
+    /// logging.
     pub fn sync(&mut self) -> Result<(), Errno> {
-        let mut epoch: Vec<(u64, u64)> =
-            self.unsealed_blocks.iter().copied().zip(self.unsealed.iter().copied()).collect();
+        match self.mode {
+            Mode::Redo => self.sync_redo()?,
+            Mode::Undo => self.commit()?,
+        }
+        let next = self.policy.next(self.mode);
+        if next != self.mode {
+            self.switch_to(next);
+        }
+        Ok(())
+    }
+
+    fn sync_redo(&mut self) -> Result<(), Errno> {
+        let mut epoch: Vec<(u64, u64)> = self.unsealed_blocks.iter().copied().zip(self.unsealed.iter().copied()).collect();
         self.commit()?;
         if self.unpublished {
             // An earlier fsync failed publishing (ENOSPC, EIO): every committed block not in
@@ -732,14 +819,14 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
 
     /// Whether the log is due for a checkpoint and one can start in the background now.
     pub fn wants_background_checkpoint(&self) -> bool {
-        self.log.used() >= self.settings.checkpoint_at && self.frozen.is_none()
+        self.mode == Mode::Redo && self.log.used() >= self.settings.checkpoint_at && self.frozen.is_none()
     }
 
     /// Commits and freezes the log for another thread to apply ([`Frozen::apply`], then
     /// [`ManagedFile::finish_background_checkpoint`] under the file's lock); the file goes on
     /// with the spare medium as its log. `None`: nothing to do, or no spare.
     pub fn begin_background_checkpoint(&mut self) -> Result<Option<Arc<Frozen<M>>>, Errno> {
-        if self.frozen.is_some() || self.spare.is_none() {
+        if self.frozen.is_some() || self.spare.is_none() || self.mode == Mode::Undo {
             return Ok(None);
         }
         self.commit()?;
@@ -850,6 +937,9 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
     }
 
     fn commit(&mut self) -> Result<(), Errno> {
+        if self.mode == Mode::Undo {
+            return self.commit_undo();
+        }
         if self.log.has_uncommitted() || self.size != self.committed_size {
             if self.in_place_dirty {
                 // Bytes written in place become part of the committed state: durable first.
@@ -899,9 +989,19 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         Ok(())
     }
 
-    /// Commit records written since the file was opened.
+    /// Commits made since the file was opened (commit records, and undo epochs' resets).
     pub fn commits(&self) -> u64 {
         self.commits
+    }
+
+    /// The current epoch's logging.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Changes of logging since open.
+    pub fn switches(&self) -> u64 {
+        self.switches
     }
 
     /// Ensures `bytes` of new records and a commit record fit in the log, checkpointing (which
@@ -1018,7 +1118,8 @@ fn replay<M: Medium, S: Storage>(
             }
             Kind::Truncate => data.set_len(r.header.offset)?,
             Kind::Commit => final_size = Some(r.header.offset),
-            Kind::Void => {}
+            // Committed over: void.
+            Kind::Void | Kind::Undo => {}
         }
     }
     Ok(final_size)

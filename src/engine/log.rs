@@ -12,10 +12,19 @@
 //!    for lost ones: every open starts a new generation (see `ManagedFile::open_pair`).
 //! 3. `reset` (after the data file has been synced with everything committed) stores a header
 //!    with the next generation, flushes and fences it: every older record is void at once.
+//!
+//! Undo logging (see `ManagedFile`'s undo mode) uses the same log the other way round:
+//! `save_undo` stores sealed [`Kind::Undo`] records (old contents) and makes them durable
+//! with one flush and fence *before* the data file is overwritten in place; the epoch then
+//! commits by `reset` (after syncing the data file), which voids them all. Recovery writes
+//! back the undo records found after the last commit record of the header's generation.
 
 use super::record::*;
 use crate::persist::Medium;
 use crate::sys::Errno;
+
+/// Fills an undo image: `read(file offset, destination)` (see [`Log::save_undo`]).
+pub type ImageReader<'a> = dyn FnMut(u64, &mut [u8]) -> Result<(), Errno> + 'a;
 
 /// A record found in the log.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -32,6 +41,8 @@ pub struct Log<M: Medium> {
     tail: u64,
     /// End of the last commit record: everything before it is durable and committed.
     committed_tail: u64,
+    /// As found by [`Log::open`]: end of the last record recovery uses (commit or undo).
+    needed_tail: u64,
     /// The medium may grow to this size; beyond it, appends report ENOSPC.
     max_len: u64,
     /// The header was written back but not waited for (see [`Log::create_lazily`]): the next
@@ -52,6 +63,8 @@ pub enum Mutation {
     NoFlushAtCommit,
     /// Accept records without checking their checksums.
     NoChecksums,
+    /// Overwrite in place before the undo records are durable (no flush, no fence).
+    UndoNotDurable,
 }
 
 /// What opening a log found.
@@ -61,6 +74,8 @@ pub struct Opened<M: Medium> {
     pub committed: Vec<Found>,
     /// Records after the last commit (written, never committed), dropped.
     pub discarded: usize,
+    /// The undo records among those, in order: their old contents go back into the data file.
+    pub undo: Vec<Found>,
     /// The header's base size: the file's size if no commit follows.
     pub base_size: Option<u64>,
 }
@@ -101,6 +116,7 @@ impl<M: Medium> Log<M> {
             generation: previous.max(after),
             tail: LOG_HEADER_LEN,
             committed_tail: LOG_HEADER_LEN,
+            needed_tail: LOG_HEADER_LEN,
             max_len,
             header_unfenced: false,
             #[cfg(test)]
@@ -111,6 +127,12 @@ impl<M: Medium> Log<M> {
             log.ensure_header_durable()?;
         }
         Ok(log)
+    }
+
+    /// Test builds: breaks the log on purpose (see [`Mutation`]).
+    #[cfg(test)]
+    pub(super) fn set_mutation(&mut self, mutation: Mutation) {
+        self.mutation = mutation;
     }
 
     /// Gives the medium back (for reuse by another file; the log must be empty: reset).
@@ -127,6 +149,7 @@ impl<M: Medium> Log<M> {
                 log: Log::create_lazily(medium, max_len, None, 0)?,
                 committed: Vec::new(),
                 discarded: 0,
+                undo: Vec::new(),
                 base_size: None,
             })
         };
@@ -144,6 +167,7 @@ impl<M: Medium> Log<M> {
             generation,
             tail: LOG_HEADER_LEN,
             committed_tail: LOG_HEADER_LEN,
+            needed_tail: LOG_HEADER_LEN,
             max_len,
             header_unfenced: false,
             #[cfg(test)]
@@ -160,10 +184,13 @@ impl<M: Medium> Log<M> {
             }
         }
         let discarded = found.len() - committed;
+        let undo: Vec<Found> = found[committed..].iter().filter(|r| r.header.kind == Kind::Undo).copied().collect();
+        // Until recovery is done, the undo records are needed as much as the committed ones.
+        log.needed_tail = undo.last().map_or(log.committed_tail, |r| r.data_pos + r.header.size() - RECORD_HEADER_LEN);
         found.truncate(committed);
         // New records go right after the last commit: the uncommitted ones are dropped.
         log.tail = log.committed_tail;
-        Ok(Opened { log, committed: found, discarded, base_size })
+        Ok(Opened { log, committed: found, discarded, undo, base_size })
     }
 
     /// The valid record at `pos` of this generation, if any.
@@ -194,6 +221,12 @@ impl<M: Medium> Log<M> {
     /// End of the last commit record: nothing past it is ever replayed.
     pub fn committed_end(&self) -> u64 {
         self.committed_tail
+    }
+
+    /// As opened: end of the last record recovery needs, the last commit record or the last
+    /// undo record after it (whose old contents go back into the data file).
+    pub fn needed_end(&self) -> u64 {
+        self.needed_tail.max(self.committed_tail)
     }
 
     /// Bytes of records since the last reset.
@@ -305,6 +338,27 @@ impl<M: Medium> Log<M> {
         }
     }
 
+    /// Undo logging: stores one sealed undo record per `(offset, len)` of `images`, whose data
+    /// `read(offset, dst)` fills with the bytes there now, then makes them durable with one
+    /// flush and fence: only then may the data file's bytes there change. Room must have been
+    /// reserved (ENOSPC otherwise, with some records stored: harmless, as their images are
+    /// what the data file holds).
+    pub fn save_undo(&mut self, epoch: u32, images: &[(u64, usize)], read: &mut ImageReader) -> Result<(), Errno> {
+        if images.is_empty() {
+            return Ok(());
+        }
+        let from = self.tail;
+        for &(offset, len) in images {
+            self.append_with(Kind::Undo, offset, epoch, len, &mut |dst| read(offset, dst))?;
+        }
+        #[cfg(test)]
+        if self.mutation == Mutation::UndoNotDurable {
+            return Ok(());
+        }
+        self.medium.flush(from, self.tail - from)?;
+        self.medium.fence()
+    }
+
     /// Stores the checksum of the record whose data starts at `data_pos`.
     fn seal(&mut self, data_pos: u64) {
         let mut raw = [0u8; RECORD_HEADER_LEN as usize];
@@ -362,6 +416,7 @@ impl<M: Medium> Log<M> {
         self.header_unfenced = true;
         self.tail = LOG_HEADER_LEN;
         self.committed_tail = LOG_HEADER_LEN;
+        self.needed_tail = LOG_HEADER_LEN;
         Ok(())
     }
 

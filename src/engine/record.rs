@@ -9,9 +9,11 @@
 //! epoch u32` (32 bytes), then `len` data bytes, padded to a multiple of 8.
 //! The crc covers the header (with the crc field zero) and the data, except with flag
 //! [`HEADER_ONLY_CRC`] (logs in memory only, i.e. tmpfs: a process kill cannot tear a record
-//! that a commit covers, and there is no power loss to survive), where it covers the header. Block records are written
-//! with a zero crc and sealed (crc stored) when their epoch commits. A record belongs to the
-//! log only if its magic, generation and crc are right; scanning stops at the first that is not.
+//! that a commit covers, nor an undo record sealed after its data was stored, and there is no
+//! power loss to survive), where it covers the header. Block records are written with a zero
+//! crc and sealed (crc stored) when their epoch commits; undo records are sealed when stored.
+//! A record belongs to the log only if its magic, generation and crc are right; scanning stops
+//! at the first that is not.
 
 pub const LOG_MAGIC: &[u8; 8] = b"NVMMIOLG";
 pub const LOG_VERSION: u32 = 2;
@@ -35,6 +37,11 @@ pub enum Kind {
     Block = 4,
     /// A block record withdrawn before its commit (its block was truncated away): skipped.
     Void = 5,
+    /// Undo logging: the contents the bytes at file offset `offset` had when the epoch began,
+    /// saved before they were overwritten in place (at most [`BLOCK`] bytes, one block's part
+    /// below the committed size). Sealed and made durable when stored; void once a commit
+    /// follows it. Recovery writes back the undo records found after the last commit.
+    Undo = 6,
 }
 
 /// The unit of logging: writes are logged as whole blocks of this size.
@@ -48,6 +55,7 @@ impl Kind {
             3 => Some(Kind::Commit),
             4 => Some(Kind::Block),
             5 => Some(Kind::Void),
+            6 => Some(Kind::Undo),
             _ => None,
         }
     }

@@ -7,6 +7,10 @@ pub static BYTES_LOGGED: AtomicU64 = AtomicU64::new(0);
 /// Bytes written straight into data files (past the committed size).
 pub static BYTES_IN_PLACE: AtomicU64 = AtomicU64::new(0);
 pub static BLOCKS_LOGGED: AtomicU64 = AtomicU64::new(0);
+/// Undo logging: blocks whose old contents were saved before a write in place.
+pub static BLOCKS_UNDO_SAVED: AtomicU64 = AtomicU64::new(0);
+/// Changes between redo and undo logging (hybrid policy).
+pub static LOGGING_SWITCHES: AtomicU64 = AtomicU64::new(0);
 /// Committed blocks copied into data files at fsync (for processes that read through the
 /// kernel).
 pub static BLOCKS_PUBLISHED: AtomicU64 = AtomicU64::new(0);
@@ -57,10 +61,12 @@ pub fn summary() -> String {
     let mut s = String::new();
     let _ = write!(
         s,
-        "{} logged in {} blocks, {} written in place, {} commits, {} checkpoints ({} in the background), {} blocks published at commit, log peak {}, {} records recovered",
+        "{} logged in {} blocks, {} blocks saved for undo, {} written in place, {} logging switches, {} commits, {} checkpoints ({} in the background), {} blocks published at commit, log peak {}, {} records recovered",
         human(BYTES_LOGGED.load(Relaxed)),
         BLOCKS_LOGGED.load(Relaxed),
+        BLOCKS_UNDO_SAVED.load(Relaxed),
         human(BYTES_IN_PLACE.load(Relaxed)),
+        LOGGING_SWITCHES.load(Relaxed),
         COMMITS.load(Relaxed),
         CHECKPOINTS.load(Relaxed),
         CHECKPOINTS_IN_BACKGROUND.load(Relaxed),

@@ -4,7 +4,7 @@
 
 use std::ops::RangeInclusive;
 
-use nvmmio::engine::{EngineSettings, ManagedFile};
+use nvmmio::engine::{EngineSettings, Logging, ManagedFile};
 use nvmmio::persist::sim::SimStorage;
 use nvmmio::persist::Medium;
 use proptest::prelude::*;
@@ -45,10 +45,31 @@ pub fn bytes(len: usize, seed: u8) -> Vec<u8> {
     (0..len).map(|i| seed.wrapping_add((i * 7 % 251) as u8)).collect()
 }
 
-/// Small limits so that logs fill, grow and get checkpointed within a test.
+/// Small limits so that logs fill, grow and get checkpointed within a test (redo logging).
 pub fn settings() -> EngineSettings {
+    settings_for(Logging::Redo, 40)
+}
+
+/// As [`settings`], with the given logging (and hybrid threshold, in percent).
+pub fn settings_for(logging: Logging, redo_above_write_share: u8) -> EngineSettings {
     // In-place writes from 8 KiB on: both write paths, and blocks that straddle the boundary.
-    EngineSettings { log_max: 64 << 10, checkpoint_at: 32 << 10, in_place_from: 8 << 10 }
+    EngineSettings {
+        log_max: 64 << 10,
+        checkpoint_at: 32 << 10,
+        in_place_from: 8 << 10,
+        logging,
+        redo_above_write_share,
+    }
+}
+
+/// Redo, undo, or hybrid with a threshold that makes random sequences switch often (their
+/// write share hovers around 70%).
+pub fn logging() -> impl Strategy<Value = EngineSettings> {
+    prop_oneof![
+        Just(settings_for(Logging::Redo, 40)),
+        Just(settings_for(Logging::Undo, 40)),
+        (40u8..=95).prop_map(|share| settings_for(Logging::Hybrid, share)),
+    ]
 }
 
 /// A managed file on simulated media (the log media may be wrapped, to weaken them).

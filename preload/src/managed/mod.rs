@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use nvmmio_core::config::Settings;
 use nvmmio_core::engine::log::OpenError;
-use nvmmio_core::engine::{EngineSettings, ManagedFile};
+use nvmmio_core::engine::{EngineSettings, Logging, ManagedFile};
 use nvmmio_core::persist::{mark, LogFile, MappedStorage};
 use nvmmio_core::sys::{self, Errno};
 use nvmmio_core::trace::signature::{signature, Arg};
@@ -882,6 +882,12 @@ fn open_inode(fd: i32, st: &libc::stat, dir: &str, flags: i32, config: &Config) 
     let mut settings = config.engine;
     if log.is_disk() && !config.in_place_on_disks {
         settings.in_place_from = u64::MAX;
+    }
+    if log.is_disk() && settings.logging == Logging::Hybrid {
+        // On a disk every write's undo images would cost a log sync before the store in place
+        // (and each commit a data sync): the hybrid policy keeps such files on redo logging;
+        // NVMMIO_LOGGING=undo still forces it.
+        settings.logging = Logging::Redo;
     }
     // A second log matters only if the mark names one (it does before the second log's first
     // change), or where marks are not kept.

@@ -77,15 +77,15 @@ fn lost_logs(dir: &Path, files: &HashMap<(u64, u64), PathBuf>) -> HashMap<(u64, 
     lost
 }
 
-/// Cuts the log at `path` after its last commit record (to a whole page): on a full file system
-/// the room its unused tail held lets the replay allocate the data file's blocks. Nothing past
-/// the last commit is ever replayed.
+/// Cuts the log at `path` after its last commit record, or after the undo records that follow
+/// it (to a whole page): on a full file system the room its unused tail held lets the replay
+/// allocate the data file's blocks. Nothing past those is ever used.
 fn trim_unused_tail(path: &Path, settings: EngineSettings) {
     let Ok(fd) = open_rw(path) else { return };
     let end = LogFile::open(fd, 4096)
         .ok()
         .and_then(|medium| Log::open(medium, settings.log_max).ok())
-        .map(|opened| opened.log.committed_end().next_multiple_of(4096));
+        .map(|opened| opened.log.needed_end().next_multiple_of(4096));
     if let (Some(end), Ok(meta)) = (end, fs::metadata(path)) {
         if meta.len() > end {
             if let Ok(f) = OpenOptions::new().write(true).open(path) {
@@ -239,10 +239,11 @@ pub fn run(dir: &Path, accept_lost: bool) -> Result<ExitCode, String> {
         match ManagedFile::open_pair(FdStorage { fd: data_fd }, log, second, settings) {
             Ok((_, recovered)) => {
                 println!(
-                    "{}: {} committed records applied, {} uncommitted dropped",
+                    "{}: {} committed records applied, {} uncommitted dropped ({} undo images written back)",
                     data_path.display(),
                     recovered.applied,
-                    recovered.discarded
+                    recovered.discarded,
+                    recovered.rolled_back
                 );
                 // The mark goes first: a crash before the logs are removed leaves voided logs.
                 let _ = Mark::remove(data_fd);
