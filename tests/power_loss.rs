@@ -3,14 +3,17 @@
 //! checker recovers images that keep any subset of what was not yet fenced, in cache lines
 //! (persistent memory) or pages (write-back), and each must read as a committed state: what the
 //! last sync covered, or a later commit point, never part of a write. Then the same checker
-//! must notice when the log loses an ordering point or its data checksums.
+//! must notice when the log loses an ordering point or its data checksums. Redo logging, undo
+//! logging (old contents saved durably before each store in place) and the hybrid policy
+//! (switching between them at syncs) are checked alike.
 
 mod model;
 mod power;
 
 use std::cell::RefCell;
 
-use model::Op;
+use model::{settings_for, Op};
+use nvmmio::engine::{EngineSettings, Logging};
 use nvmmio::persist::sim::SimMedium;
 use power::images::{Granularity, Sampling, CACHE_LINES, PAGES};
 use power::weakened::{Weakened, Weakening};
@@ -48,15 +51,29 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn random_runs(granularity: Granularity, budget: Budget, label: &str) {
+/// Redo logging, the engine's first.
+fn redo() -> impl Strategy<Value = EngineSettings> {
+    Just(settings_for(Logging::Redo, 40))
+}
+
+fn undo() -> impl Strategy<Value = EngineSettings> {
+    Just(settings_for(Logging::Undo, 40))
+}
+
+/// Hybrid, with thresholds around the write share of random sequences: they switch often.
+fn hybrid() -> impl Strategy<Value = EngineSettings> {
+    (40u8..=95).prop_map(|share| settings_for(Logging::Hybrid, share))
+}
+
+fn random_runs(granularity: Granularity, budget: Budget, label: &str, logging: impl Strategy<Value = EngineSettings>) {
     let total = RefCell::new(Tally::default());
     let mut runner = TestRunner::new(Config { cases: CASES, source_file: Some(file!()), ..Config::default() });
     // The initial contents as (length, seed): failures print short.
-    let runs = ((0usize..12_000, any::<u8>()), proptest::collection::vec(op(), 1..60));
+    let runs = ((0usize..12_000, any::<u8>()), proptest::collection::vec(op(), 1..60), logging);
     let started = std::time::Instant::now();
-    let result = runner.run(&runs, |((len, seed), ops)| {
+    let result = runner.run(&runs, |((len, seed), ops, settings)| {
         let initial = model::bytes(len, seed);
-        let recorded = Recorded::run(&initial, &ops, &|timeline| SimMedium::on(timeline.clone(), 4096))?;
+        let recorded = Recorded::run(&initial, &ops, settings, &|timeline| SimMedium::on(timeline.clone(), 4096))?;
         let mut tally = Tally::default();
         check(&recorded, granularity, budget, &mut tally);
         let (violations, examples) = (tally.violations, tally.examples.join("\n"));
@@ -72,18 +89,45 @@ fn random_runs(granularity: Granularity, budget: Budget, label: &str) {
 
 #[test]
 fn power_failures_on_cache_lines_recover_committed_states() {
-    random_runs(CACHE_LINES, BUDGET, "64 B units");
+    random_runs(CACHE_LINES, BUDGET, "64 B units", redo());
 }
 
 #[test]
 fn power_failures_on_pages_recover_committed_states() {
-    random_runs(PAGES, BUDGET, "4 KiB units");
+    random_runs(PAGES, BUDGET, "4 KiB units", redo());
 }
 
 /// Found the bug of [`a_failure_while_recovery_voids_the_logs_keeps_the_newer_commits`].
 #[test]
 fn power_failures_during_recovery_recover_committed_states() {
-    random_runs(CACHE_LINES, BUDGET_WITH_CRASHED_RECOVERIES, "64 B units, recoveries cut short too");
+    random_runs(CACHE_LINES, BUDGET_WITH_CRASHED_RECOVERIES, "64 B units, recoveries cut short too", redo());
+}
+
+#[test]
+fn power_failures_with_undo_logging_on_cache_lines_recover_committed_states() {
+    random_runs(CACHE_LINES, BUDGET, "undo logging, 64 B units", undo());
+}
+
+#[test]
+fn power_failures_with_undo_logging_on_pages_recover_committed_states() {
+    random_runs(PAGES, BUDGET, "undo logging, 4 KiB units", undo());
+}
+
+/// Writing undo images back must be idempotent: a failure during it, then recovery again.
+#[test]
+fn power_failures_during_undo_recovery_recover_committed_states() {
+    random_runs(CACHE_LINES, BUDGET_WITH_CRASHED_RECOVERIES, "undo logging, recoveries cut short too", undo());
+}
+
+#[test]
+fn power_failures_with_hybrid_logging_recover_committed_states() {
+    random_runs(
+        CACHE_LINES,
+        BUDGET_WITH_CRASHED_RECOVERIES,
+        "hybrid logging, 64 B units, recoveries cut short too",
+        hybrid(),
+    );
+    random_runs(PAGES, BUDGET, "hybrid logging, 4 KiB units", hybrid());
 }
 
 /// Regression test (proptest's smallest case of a bug this checker found). A crash while a
@@ -98,7 +142,8 @@ fn power_failures_during_recovery_recover_committed_states() {
 fn a_failure_while_recovery_voids_the_logs_keeps_the_newer_commits() {
     use Op::*;
     let ops = [Write { offset: 0, len: 200, seed: 0 }, BeginBackground, Write { offset: 0, len: 1, seed: 1 }, Sync];
-    let recorded = Recorded::run(&[], &ops, &|timeline| SimMedium::on(timeline.clone(), 4096)).unwrap();
+    let recorded =
+        Recorded::run(&[], &ops, model::settings(), &|timeline| SimMedium::on(timeline.clone(), 4096)).unwrap();
     let mut tally = Tally::default();
     check(&recorded, CACHE_LINES, BUDGET_WITH_CRASHED_RECOVERIES, &mut tally);
     eprintln!("{}", tally.summary("recoveries cut short"));
@@ -125,20 +170,40 @@ fn scenarios() -> Vec<(Vec<u8>, Vec<Op>)> {
 }
 
 fn weakened_runs(weakening: Weakening, granularity: Granularity) -> Tally {
+    weakened_runs_with(weakening, granularity, model::settings())
+}
+
+fn weakened_runs_with(weakening: Weakening, granularity: Granularity, settings: EngineSettings) -> Tally {
     let mut tally = Tally::default();
     for (initial, ops) in scenarios() {
-        let recorded = Recorded::run(&initial, &ops, &|timeline| Weakened::on(timeline, weakening)).unwrap();
+        let recorded = Recorded::run(&initial, &ops, settings, &|timeline| Weakened::on(timeline, weakening)).unwrap();
         check(&recorded, granularity, BUDGET, &mut tally);
     }
     tally
 }
 
-/// The shipped ordering passes the scenarios the weakened logs fail.
+/// The shipped ordering passes the scenarios the weakened logs fail, with either logging.
 #[test]
 fn the_scenarios_pass_with_the_shipped_ordering() {
-    for granularity in [CACHE_LINES, PAGES] {
-        let tally = weakened_runs(Weakening::default(), granularity);
-        assert_eq!(tally.violations, 0, "{}", tally.examples.join("\n"));
+    for logging in [Logging::Redo, Logging::Undo] {
+        for granularity in [CACHE_LINES, PAGES] {
+            let tally = weakened_runs_with(Weakening::default(), granularity, settings_for(logging, 40));
+            assert_eq!(tally.violations, 0, "{logging:?}: {}", tally.examples.join("\n"));
+        }
+    }
+}
+
+/// Undo logging: a write that stores in place before its undo records are durable. A power
+/// failure may then keep the new bytes in the data file (written back early) and lose the old
+/// ones from the log: the uncommitted write survives, or part of it.
+#[test]
+fn undo_records_not_durable_before_the_store_in_place_are_caught() {
+    for (granularity, label) in [(CACHE_LINES, "64 B"), (PAGES, "4 KiB")] {
+        let weakening = Weakening { undo_unfenced: true, ..Weakening::default() };
+        let tally = weakened_runs_with(weakening, granularity, settings_for(Logging::Undo, 40));
+        eprintln!("{}", tally.summary(&format!("undo records not fenced, {label} units")));
+        eprintln!("first: {}", tally.examples.first().map_or("none", String::as_str));
+        assert!(tally.violations > 0, "the checker missed undo records that were not durable before the store");
     }
 }
 

@@ -16,6 +16,8 @@ use nvmmio::persist::sim::{Role, SimMedium, SimStorage, Step, Timeline};
 use nvmmio::persist::Medium;
 use proptest::test_runner::TestCaseError;
 
+use nvmmio::engine::EngineSettings;
+
 use crate::model::{contents, settings, File, Op, Oracle};
 
 /// How many images to recover.
@@ -42,16 +44,18 @@ pub struct Recorded {
 }
 
 impl Recorded {
-    /// Runs `ops` on a file holding `initial`, over media that record their steps; the file's
-    /// two log media are made by `make_log` (plain or weakened).
+    /// Runs `ops` on a file holding `initial` with `settings` (redo, undo or hybrid logging),
+    /// over media that record their steps; the file's two log media are made by `make_log`
+    /// (plain or weakened).
     pub fn run<M: Medium>(
         initial: &[u8],
         ops: &[Op],
+        settings: EngineSettings,
         make_log: &dyn Fn(&Timeline) -> M,
     ) -> Result<Recorded, TestCaseError> {
         let timeline = Timeline::recording();
         let data = SimStorage::on(timeline.clone(), initial);
-        let (mut file, _) = File::open_pair(data, make_log(&timeline), Some(make_log(&timeline)), settings()).unwrap();
+        let (mut file, _) = File::open_pair(data, make_log(&timeline), Some(make_log(&timeline)), settings).unwrap();
         let mut oracle = Oracle::new(initial);
         let (mut spans, mut commits) = (Vec::new(), Vec::new());
         for op in ops {

@@ -1,6 +1,7 @@
 //! A log medium with an ordering point or a check taken away, to show that the power-loss
-//! checker notices: it wraps a [`SimMedium`] and drops chosen fences, or claims that records
-//! need no checksum over their data. The engine is unchanged.
+//! checker notices: it wraps a [`SimMedium`] and drops chosen fences (after commit records,
+//! other records, or undo records), or claims that records need no checksum over their data.
+//! The engine is unchanged.
 
 use nvmmio::engine::record::{Kind, RecordHeader, RECORD_HEADER_LEN};
 use nvmmio::persist::sim::{SimMedium, Timeline};
@@ -20,18 +21,32 @@ pub struct Weakening {
     pub records_unfenced: bool,
     /// Records' checksums cover their headers only, as on tmpfs: torn data goes unnoticed.
     pub header_only_checksums: bool,
+    /// Drop the fence after a flush of undo records: a write overwrites the data file in place
+    /// before the old contents are durable in the log.
+    pub undo_unfenced: bool,
 }
 
 pub struct Weakened {
     inner: SimMedium,
     weakening: Weakening,
-    /// What the last flush covered: (ended with a commit record, was the log header).
-    last_flush: (bool, bool),
+    /// What the last flush covered: (ended with a commit record, was the log header, began
+    /// with an undo record).
+    last_flush: (bool, bool, bool),
 }
 
 impl Weakened {
     pub fn on(timeline: &Timeline, weakening: Weakening) -> Self {
-        Weakened { inner: SimMedium::on(timeline.clone(), 4096), weakening, last_flush: (false, false) }
+        Weakened { inner: SimMedium::on(timeline.clone(), 4096), weakening, last_flush: (false, false, false) }
+    }
+
+    /// Whether `[offset, offset + len)` starts with an undo record.
+    fn starts_with_undo(&self, offset: u64, len: u64) -> bool {
+        if len < RECORD_HEADER_LEN {
+            return false;
+        }
+        let raw = self.inner.bytes(offset, RECORD_HEADER_LEN as usize);
+        let header = raw.try_into().ok().and_then(RecordHeader::decode);
+        header.is_some_and(|(h, _)| h.kind == Kind::Undo)
     }
 
     /// Whether `[offset, offset + len)` ends with a commit record.
@@ -72,13 +87,19 @@ impl Medium for Weakened {
     }
 
     fn flush(&mut self, offset: u64, len: u64) -> Result<(), Errno> {
-        self.last_flush = (self.ends_with_commit(offset, len), offset == 0);
+        self.last_flush = (self.ends_with_commit(offset, len), offset == 0, self.starts_with_undo(offset, len));
         self.inner.flush(offset, len)
     }
 
     fn fence(&mut self) -> Result<(), Errno> {
-        let (commit, header) = self.last_flush;
-        let dropped = if commit { self.weakening.commit_unfenced } else { self.weakening.records_unfenced && !header };
+        let (commit, header, undo) = self.last_flush;
+        let dropped = if commit {
+            self.weakening.commit_unfenced
+        } else if undo {
+            self.weakening.undo_unfenced
+        } else {
+            self.weakening.records_unfenced && !header
+        };
         if dropped {
             // The flushed range stays in flight: the medium's next fence drains it.
             return Ok(());
