@@ -118,7 +118,8 @@ fn managed_env(dir: &Path, logging: &str) -> Vec<(String, String)> {
 fn overwrites_give_identical_files_and_reads() {
     for base in [shm_dir(), tmp_dir()] {
         let exe = compile_c("overwriter", base.path());
-        let count = 20_000;
+        // On a disk forced undo logging syncs the log before every write (milliseconds each).
+        let count = if base.path().starts_with("/dev/shm") { 20_000 } else { 3_000 };
         let kernel_dir = base.path().join("kernel");
         fs::create_dir_all(&kernel_dir).unwrap();
         fs::write(kernel_dir.join("data"), initial()).unwrap();

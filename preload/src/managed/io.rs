@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use nvmmio_core::engine::Piece;
+use nvmmio_core::engine::{Mode, Piece};
 use nvmmio_core::sys::{self, Errno};
 
 use super::table::{self, Engine, Inode, OpenFile, State};
@@ -146,7 +146,9 @@ pub fn serve(nr: usize, args: [usize; 6], file: &Arc<OpenFile>) -> Option<isize>
         if let Err(e) = super::marks::before_change(&file.inode, engine) {
             return Some(e.to_raw());
         }
-        if commits(nr, args) {
+        // Undo logging stores in place below the committed size (after a durable undo image):
+        // on a disk the log's name must be durable before any such store may reach the disk.
+        if commits(nr, args) || engine.mode() == Mode::Undo {
             if let Err(e) = super::marks::before_commit(&file.inode, engine) {
                 return Some(e.to_raw());
             }

@@ -1,5 +1,6 @@
 //! Keeping a served file's mark ([`nvmmio_core::persist::mark`]) in step with its logs: set
-//! before the engine first changes the file, durable before the first commit on a disk,
+//! before the engine first changes the file, durable before the first commit on a disk (and
+//! before the first write of an undo-logging epoch, which stores in place below the commit),
 //! removed once the logs are applied; checked at open, where a mark whose logs are gone means
 //! a lost log.
 
