@@ -551,6 +551,32 @@ mod tests {
         assert!(run(Mutation::NoChecksums).1, "the mutation must be caught");
     }
 
+    /// Undo records after the last commit are handed to recovery, and count as needed (`nvmmio
+    /// recover` trims a log after them, not after the commit); those before it are void.
+    #[test]
+    fn undo_records_after_the_last_commit_are_kept_for_recovery() {
+        let mut log = Log::create(SimMedium::new(4096), 1 << 20, Some(8192), 0).unwrap();
+        log.save_undo(0, &[(0, 4096)], &mut |_, dst| {
+            dst.fill(1);
+            Ok(())
+        })
+        .unwrap();
+        log.commit(0, 8192, &[]).unwrap();
+        let committed_end = log.committed_end();
+        log.save_undo(1, &[(4096, 4096), (0, 100)], &mut |_, dst| {
+            dst.fill(2);
+            Ok(())
+        })
+        .unwrap();
+        for crash in [Crash::ProcessKill, Crash::PowerLoss] {
+            let opened = reopen(log.medium().after(crash));
+            let undo: Vec<u64> = opened.undo.iter().map(|r| r.header.offset).collect();
+            assert_eq!(undo, vec![4096, 0], "{crash:?}");
+            assert_eq!(opened.log.committed_end(), committed_end);
+            assert_eq!(opened.log.needed_end(), committed_end + 2 * RECORD_HEADER_LEN + 4096 + 104);
+        }
+    }
+
     #[test]
     fn damaged_headers_are_reported() {
         let log = Log::create(SimMedium::new(4096), 1 << 20, None, 0).unwrap();

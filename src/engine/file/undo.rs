@@ -184,7 +184,9 @@ mod tests {
         let (mut f, _) =
             File::open(SimStorage::with_contents(&[7u8; 4096]), SimMedium::new(4096), undo_settings()).unwrap();
         f.write(0, &[8u8; 10]).unwrap();
+        let one_image = f.log_used();
         f.write(0, &[9u8; 20]).unwrap();
+        assert_eq!(f.log_used(), one_image, "no second image of the block");
         assert_eq!(reopen(&f, Crash::ProcessKill), vec![7u8; 4096]);
     }
 
