@@ -754,7 +754,8 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
     }
 
     fn sync_redo(&mut self) -> Result<(), Errno> {
-        let mut epoch: Vec<(u64, u64)> = self.unsealed_blocks.iter().copied().zip(self.unsealed.iter().copied()).collect();
+        let mut epoch: Vec<(u64, u64)> =
+            self.unsealed_blocks.iter().copied().zip(self.unsealed.iter().copied()).collect();
         self.commit()?;
         if self.unpublished {
             // An earlier fsync failed publishing (ENOSPC, EIO): every committed block not in

@@ -65,11 +65,14 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
                 data.read_at(at, dst).map(drop)
             })?;
             self.undone.extend(images.iter().map(|&(at, _)| at / BLOCK));
-            stats::BLOCKS_UNDO_SAVED.fetch_add(images.len() as u64, Relaxed);
+            stats::count(&stats::BLOCKS_UNDO_SAVED, images.len() as u64);
         }
+        // Bytes past the committed size have no image: only the header's base size makes a
+        // crash cut them away (a header written lazily at open must be durable first).
+        self.log.ensure_header_durable()?;
         let copied = self.data.write_in_place(offset, len, fill)?;
         self.in_place_dirty = true;
-        stats::BYTES_IN_PLACE.fetch_add(copied as u64, Relaxed);
+        stats::count(&stats::BYTES_IN_PLACE, copied as u64);
         self.size = self.size.max(offset + copied as u64);
         Ok(copied)
     }
