@@ -28,6 +28,32 @@ fn python_under_nvmmio(dir: &Path, script: &str, env: &[(&str, &str)]) -> Comman
     cmd
 }
 
+/// A script under nvmmio stopped after it printed "closed", until [`Paused::resume`].
+struct Paused {
+    child: std::process::Child,
+    out: BufReader<std::process::ChildStdout>,
+}
+
+impl Paused {
+    fn start(dir: &Path, script: &str) -> Paused {
+        let mut child =
+            python_under_nvmmio(dir, script, &[]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert_eq!(line, "closed\n");
+        Paused { child, out }
+    }
+
+    /// Lets it go on; its next line.
+    fn resume(&mut self) -> String {
+        self.child.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+        let mut line = String::new();
+        self.out.read_line(&mut line).unwrap();
+        line
+    }
+}
+
 /// The logs named after files (not pooled ones) in `dir/.nvmmio`.
 fn file_logs(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(dir.join(".nvmmio"))
@@ -68,22 +94,15 @@ data = os.read(f, 100000)
 print(len(data), data.count(b"x"), data.count(b"y"), data.count(b"z"), flush=True)
 os.kill(os.getpid(), 9)
 "#;
-        let mut child =
-            python_under_nvmmio(dir, script, &[]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        assert_eq!(line, "closed\n");
+        let mut paused = Paused::start(dir, script);
         let mut expected = b"x".repeat(10000);
         expected[20..120].fill(b'z');
         expected.extend(b"y".repeat(5000));
         assert!(fs::read(dir.join("a")).unwrap() == expected, "a reader through the kernel sees the closed file whole");
         assert_eq!(file_logs(dir).len(), 1, "the closed file keeps its log: {:?}", file_logs(dir));
-        child.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
-        line.clear();
-        out.read_line(&mut line).unwrap();
+        let line = paused.resume();
         assert_eq!(line, "15000 9900 5000 100\n");
-        assert!(!child.wait().unwrap().success(), "the script kills itself");
+        assert!(!paused.child.wait().unwrap().success(), "the script kills itself");
         let rec = nvmmio_cmd(dir, &["recover", dir.to_str().unwrap()]);
         assert!(rec.status.success(), "{}", String::from_utf8_lossy(&rec.stdout));
         assert!(fs::read(dir.join("a")).unwrap() == expected, "recovered to what the close committed");
@@ -176,12 +195,7 @@ os.write(f, b"third")
 os.close(f)
 print(len(data), data[-6:].decode(), flush=True)
 "#;
-        let mut child =
-            python_under_nvmmio(dir, script, &[]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        assert_eq!(line, "closed\n");
+        let mut paused = Paused::start(dir, script);
         let other = r#"
 import os
 f = os.open("shared", os.O_RDWR | os.O_APPEND)
@@ -191,11 +205,9 @@ os.close(f)
 "#;
         let second = python_under_nvmmio(dir, other, &[]).output().unwrap();
         assert!(second.status.success(), "{}", String::from_utf8_lossy(&second.stderr));
-        child.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
-        line.clear();
-        out.read_line(&mut line).unwrap();
+        let line = paused.resume();
         assert_eq!(line, "6006 second\n");
-        assert!(child.wait().unwrap().success());
+        assert!(paused.child.wait().unwrap().success());
         let mut expected = b"first ".repeat(1000);
         expected.extend(b"secondthird");
         assert!(fs::read(dir.join("shared")).unwrap() == expected);
@@ -272,21 +284,14 @@ data = os.read(f, 100000)
 os.close(f)
 print(len(data), data[:12].decode(), flush=True)
 "#;
-        let mut child =
-            python_under_nvmmio(dir, script, &[]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        assert_eq!(line, "closed\n");
+        let mut paused = Paused::start(dir, script);
         let mut theirs = fs::read(dir.join("k")).unwrap();
         assert_eq!(&theirs[..10], b"OURS ours ");
         theirs[..12].copy_from_slice(b"THEIRS theirs"[..12].as_ref());
         fs::write(dir.join("k"), &theirs).unwrap();
-        child.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
-        line.clear();
-        out.read_line(&mut line).unwrap();
+        let line = paused.resume();
         assert_eq!(line, "10000 THEIRS their\n");
-        assert!(child.wait().unwrap().success());
+        assert!(paused.child.wait().unwrap().success());
         assert!(fs::read(dir.join("k")).unwrap() == theirs);
         assert!(file_logs(dir).is_empty());
     }
