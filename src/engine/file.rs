@@ -19,13 +19,12 @@ mod undo;
 
 use undo::roll_back;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::{Acquire, Release};
 use std::sync::Arc;
 
-use super::index::BlockIndex;
 use super::log::{Found, Log, OpenError, Opened};
 use super::policy::{Logging, Mode, Policy};
 use super::record::{Kind, BLOCK, RECORD_HEADER_LEN};
@@ -125,7 +124,7 @@ impl Hasher for BlockHasher {
     }
 }
 
-type Index = BlockIndex<Slot>;
+type Index = HashMap<u64, Slot, BuildHasherDefault<BlockHasher>>;
 type BlockSet = HashSet<u64, BuildHasherDefault<BlockHasher>>;
 
 /// Writes a run of consecutive pieces of a file from an offset (see [`Frozen::apply`]).
@@ -397,7 +396,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         }
         let end = data_len.div_ceil(BLOCK);
         let frozen = self.frozen.as_ref().map_or(&[][..], |f| &f.blocks[..]);
-        let logged_past = self.index.keys().filter(|&b| b >= end).count()
+        let logged_past = self.index.keys().filter(|&&b| b >= end).count()
             + frozen.iter().filter(|&&(b, _)| b >= end && !self.index.contains_key(&b)).count();
         data_blocks.saturating_sub(padding) + logged_past as u64 * (BLOCK / 512)
     }
@@ -721,7 +720,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         // over whatever is written there next, in place or not.
         let cut_from = size.div_ceil(BLOCK);
         let mut voided = Vec::new();
-        self.index.retain(|b, slot| {
+        self.index.retain(|&b, slot| {
             if b < cut_from {
                 return true;
             }
@@ -762,7 +761,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
             // the data file yet, so that its retry returns only when the kernel's readers see it.
             epoch = (self.index.iter())
                 .filter(|&(_, slot)| !slot.published && self.log.is_committed(slot.pos))
-                .map(|(block, slot)| (block, slot.pos))
+                .map(|(&block, slot)| (block, slot.pos))
                 .collect();
         }
         self.unpublished = true;
@@ -794,7 +793,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         stats::CHECKPOINTS.fetch_add(1, Relaxed);
         stats::note_log_used(self.log.used());
         let mut blocks: Vec<(u64, u64)> =
-            self.index.iter().filter(|(_, s)| !s.published).map(|(b, s)| (b, s.pos)).collect();
+            self.index.iter().filter(|(_, s)| !s.published).map(|(&b, s)| (b, s.pos)).collect();
         blocks.sort_unstable();
         write_blocks(&mut self.data, &self.log, &blocks, self.size)?;
         if self.data.size()? != self.size || self.data.reserved_to() > self.size {
@@ -840,8 +839,8 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         stats::CHECKPOINTS.fetch_add(1, Relaxed);
         stats::note_log_used(self.log.used());
         let log = std::mem::replace(&mut self.log, next);
-        // In block order.
-        let all: Vec<(u64, Slot)> = self.index.drain().collect();
+        let mut all: Vec<(u64, Slot)> = self.index.drain().collect();
+        all.sort_unstable_by_key(|&(b, _)| b);
         let blocks: Vec<(u64, u64)> = all.iter().map(|&(b, s)| (b, s.pos)).collect();
         // Published blocks are in the data file already.
         let to_apply = all.iter().filter(|(_, s)| !s.published).map(|&(b, s)| (b, s.pos)).collect();
@@ -927,8 +926,8 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         // Blocks committed since then were published before the frozen (older) contents went
         // in: publish them again.
         let mut newer: Vec<(u64, u64)> = (self.index.iter())
-            .filter(|&(block, slot)| self.log.is_committed(slot.pos) && frozen.slot(block).is_some())
-            .map(|(block, slot)| (block, slot.pos))
+            .filter(|&(&block, slot)| self.log.is_committed(slot.pos) && frozen.slot(block).is_some())
+            .map(|(&block, slot)| (block, slot.pos))
             .collect();
         self.publish(&mut newer)?;
         // Everything it held must be durable in the data file before the log is voided.
@@ -1032,7 +1031,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         self.settle_frozen()?;
         self.commit()?;
         let mut blocks: Vec<(u64, u64)> =
-            self.index.iter().filter(|(_, s)| !s.published).map(|(b, s)| (b, s.pos)).collect();
+            self.index.iter().filter(|(_, s)| !s.published).map(|(&b, s)| (b, s.pos)).collect();
         self.publish(&mut blocks)?;
         if self.data.size()? != self.size || self.data.reserved_to() > self.size {
             self.data.set_len(self.size)?;

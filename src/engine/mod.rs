@@ -3,7 +3,6 @@
 //! preload will call it for files in managed directories.
 
 pub mod file;
-pub mod index;
 pub mod log;
 pub mod policy;
 pub mod record;
