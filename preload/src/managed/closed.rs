@@ -6,7 +6,7 @@
 //! At its close a kept file is committed and its data copied into the data file at its size
 //! (not synced: the log keeps it durable), so a reader through the kernel sees what it would
 //! after a close. At most `NVMMIO_KEEP_CLOSED` files are kept, none for longer than
-//! [`KEPT_NS`] once another file closes or loses a name: the oldest is finished as usual
+//! [`KEPT_NS`] once another file closes: the oldest is finished as usual
 //! (checkpointed, its log pooled). Exit, exec, fork and a file size limit finish them all;
 //! another process that opens one asks for it as for any served file.
 
