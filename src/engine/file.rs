@@ -759,10 +759,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         if self.unpublished {
             // An earlier fsync failed publishing (ENOSPC, EIO): every committed block not in
             // the data file yet, so that its retry returns only when the kernel's readers see it.
-            epoch = (self.index.iter())
-                .filter(|&(_, slot)| !slot.published && self.log.is_committed(slot.pos))
-                .map(|(&block, slot)| (block, slot.pos))
-                .collect();
+            epoch = self.unpublished_blocks();
         }
         self.unpublished = true;
         self.publish_epoch(epoch)?;
@@ -784,21 +781,17 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         if self.log.used() == 0 {
             // Nothing logged (a background checkpoint took it all): only the room kept for
             // appends goes.
-            if self.data.size()? != self.size || self.data.reserved_to() > self.size {
-                self.data.set_len(self.size)?;
+            if self.cut_append_room()? {
                 self.data.sync()?;
             }
             return Ok(());
         }
         stats::CHECKPOINTS.fetch_add(1, Relaxed);
         stats::note_log_used(self.log.used());
-        let mut blocks: Vec<(u64, u64)> =
-            self.index.iter().filter(|(_, s)| !s.published).map(|(&b, s)| (b, s.pos)).collect();
+        let mut blocks = self.unpublished_blocks();
         blocks.sort_unstable();
         write_blocks(&mut self.data, &self.log, &blocks, self.size)?;
-        if self.data.size()? != self.size || self.data.reserved_to() > self.size {
-            self.data.set_len(self.size)?;
-        }
+        self.cut_append_room()?;
         self.data.sync()?;
         self.log.reset(Some(self.size))?;
         self.index.clear();
@@ -1030,13 +1023,25 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         // A background checkpoint's blocks may not be in the data file yet.
         self.settle_frozen()?;
         self.commit()?;
-        let mut blocks: Vec<(u64, u64)> =
-            self.index.iter().filter(|(_, s)| !s.published).map(|(&b, s)| (b, s.pos)).collect();
+        let mut blocks = self.unpublished_blocks();
         self.publish(&mut blocks)?;
-        if self.data.size()? != self.size || self.data.reserved_to() > self.size {
+        self.cut_append_room()?;
+        Ok(())
+    }
+
+    /// (block, slot) of every logged block the data file does not hold yet.
+    fn unpublished_blocks(&self) -> Vec<(u64, u64)> {
+        self.index.iter().filter(|(_, s)| !s.published).map(|(&b, s)| (b, s.pos)).collect()
+    }
+
+    /// Sets the data file to the size, cutting the room kept for appends (in it, or reserved
+    /// past its end). Whether it had any.
+    fn cut_append_room(&mut self) -> Result<bool, Errno> {
+        let any = self.data.size()? != self.size || self.data.reserved_to() > self.size;
+        if any {
             self.data.set_len(self.size)?;
         }
-        Ok(())
+        Ok(any)
     }
 
     /// The file is gone (unlinked, no descriptor left): its log is not applied. Gives back

@@ -356,7 +356,7 @@ impl<M: Medium> Log<M> {
             return Ok(());
         }
         self.medium.flush(from, self.tail - from)?;
-        self.medium.fence()
+        self.fence()
     }
 
     /// Stores the checksum of the record whose data starts at `data_pos`.
@@ -385,8 +385,7 @@ impl<M: Medium> Log<M> {
         if !skip_flush {
             self.medium.flush(from, self.tail - from)?;
         }
-        self.medium.fence()?;
-        self.header_unfenced = false;
+        self.fence()?;
         self.committed_tail = self.tail;
         Ok(())
     }
@@ -395,9 +394,15 @@ impl<M: Medium> Log<M> {
     /// base size makes a crash cut them away).
     pub fn ensure_header_durable(&mut self) -> Result<(), Errno> {
         if self.header_unfenced {
-            self.medium.fence()?;
-            self.header_unfenced = false;
+            self.fence()?;
         }
+        Ok(())
+    }
+
+    /// Every flush so far becomes durable, a header written back included.
+    fn fence(&mut self) -> Result<(), Errno> {
+        self.medium.fence()?;
+        self.header_unfenced = false;
         Ok(())
     }
 

@@ -250,14 +250,7 @@ pub fn before(nr: usize, args: [usize; 6]) -> Plan {
         // exec fails the program goes on with them served by the kernel.
         libc::SYS_execve | libc::SYS_execveat => {
             checkpoint_all(true);
-            for (fd, _) in table::all_fds() {
-                release(fd);
-            }
-            closed::forget_all();
-            LEAVING.store(true, Relaxed);
-            background::remove_retired();
-            let _ = drain_pool();
-            share::at_exit();
+            leave_process();
             Plan::Kernel
         }
         // vfork and posix_spawn: the child borrows our memory and will exec; the kernel must
@@ -274,14 +267,7 @@ pub fn before(nr: usize, args: [usize; 6]) -> Plan {
             Plan::Kernel
         }
         libc::SYS_exit_group => {
-            for (fd, _) in table::all_fds() {
-                release(fd);
-            }
-            closed::forget_all();
-            LEAVING.store(true, Relaxed);
-            background::remove_retired();
-            let _ = drain_pool();
-            share::at_exit();
+            leave_process();
             print_stats();
             Plan::Kernel
         }
@@ -772,8 +758,7 @@ fn leftover_second_log(dir: &str, key: (u64, u64)) -> Result<Option<(LogFile, CS
 fn release_log(dir: &str, log: LogFile, path: &CString) {
     let pool_len = POOL.lock().unwrap_or_else(|p| p.into_inner()).len();
     if pool_len < POOL_MAX {
-        let seq = POOL_SEQ.fetch_add(1, Relaxed);
-        if let Ok(pool_path) = cstring(format!("{dir}/.nvmmio/pool-{}-{seq}.log", crate::process::ids().0)) {
+        if let Ok(pool_path) = pool_path(dir) {
             if sys::rename_noreplace(path, &pool_path).is_ok() {
                 let entry = PooledLog { dir: dir.to_string(), path: pool_path, log };
                 POOL.lock().unwrap_or_else(|p| p.into_inner()).push(entry);
@@ -785,11 +770,16 @@ fn release_log(dir: &str, log: LogFile, path: &CString) {
     drop(log);
 }
 
+/// A new pool name in `dir`: `DIR/.nvmmio/pool-PID-N.log`.
+fn pool_path(dir: &str) -> Result<CString, Errno> {
+    let seq = POOL_SEQ.fetch_add(1, Relaxed);
+    cstring(format!("{dir}/.nvmmio/pool-{}-{seq}.log", crate::process::ids().0))
+}
+
 /// A log holding records of a file that is gone: renamed to a pool name now, voided by the
 /// checkpoint thread, then pooled (see [`pool_voided`]).
 fn retire_log(dir: &str, log: LogFile, path: &CString) {
-    let seq = POOL_SEQ.fetch_add(1, Relaxed);
-    if let Ok(pool_path) = cstring(format!("{dir}/.nvmmio/pool-{}-{seq}.log", crate::process::ids().0)) {
+    if let Ok(pool_path) = pool_path(dir) {
         if sys::rename_noreplace(path, &pool_path).is_ok() {
             // Voiding costs a sync on a disk only: elsewhere it is done here.
             let log = if log.is_disk() { background::submit_void(dir, pool_path.clone(), log) } else { Err(log) };
@@ -1102,6 +1092,19 @@ fn spawn_quiet(builder: std::thread::Builder, f: impl FnOnce() + Send + 'static)
         let _ = sys::set_signal_mask(mask);
     }
     spawned.map(drop)
+}
+
+/// At exit, or exec (whose new image has no nvmmio state): every file finished, kept closed
+/// files too, and every log of ours removed.
+fn leave_process() {
+    for (fd, _) in table::all_fds() {
+        release(fd);
+    }
+    closed::forget_all();
+    LEAVING.store(true, Relaxed);
+    background::remove_retired();
+    let _ = drain_pool();
+    share::at_exit();
 }
 
 /// Before fork, vfork or exec: every file checkpointed, every offset in the kernel.
