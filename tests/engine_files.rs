@@ -120,3 +120,87 @@ fn engine_on_the_pmem_path() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && text.contains("1 passed"), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
 }
+
+// ---- Records sized to the write ----
+
+fn open_redo(dir: &Path) -> File {
+    open(dir, Logging::Redo).0
+}
+
+#[test]
+fn a_large_write_is_one_record() {
+    let dir = common::shm_dir();
+    fs::write(dir.path().join("data"), common::pattern(8 << 20, 1)).unwrap();
+    let mut file = open_redo(dir.path());
+    // 384 KiB: one record (below the test's checkpoint size, so the log keeps it).
+    let data = common::pattern(3 << 17, 2);
+    file.write(4096, &data).unwrap();
+    file.sync().unwrap();
+    // Data, one record header and a commit record (with 96 records of a block each, the
+    // headers alone would take 3 KiB).
+    let used = file.log_used();
+    assert!(((3 << 17)..(3 << 17) + 1024).contains(&used), "log holds {used} bytes");
+    let mut model = common::pattern(8 << 20, 1);
+    model[4096..4096 + data.len()].copy_from_slice(&data);
+    drop(file);
+    let (file, recovered) = open(dir.path(), Logging::Redo);
+    assert_eq!(recovered.applied, 2, "one block record and a commit: {recovered:?}");
+    assert_eq!(read_all(&file), model);
+}
+
+#[test]
+fn a_write_cut_short_by_a_bad_buffer_keeps_only_what_arrived() {
+    for make_dir in [common::shm_dir as fn() -> tempfile::TempDir, common::tmp_dir] {
+        let dir = make_dir();
+        let mut model = common::pattern(64 << 10, 1);
+        fs::write(dir.path().join("data"), &model).unwrap();
+        let mut file = open_redo(dir.path());
+        // Eight blocks from 1000 on; the program's buffer ends 2.5 blocks in (the copy stops
+        // there, as a fault would stop it).
+        let arrived = 10_240;
+        let mut left = arrived;
+        let written = file
+            .write_with(1000, 8 * 4096, &mut |dst| {
+                let n = dst.len().min(left);
+                dst[..n].fill(0xAB);
+                left -= n;
+                n
+            })
+            .unwrap();
+        assert_eq!(written, arrived);
+        model[1000..1000 + arrived].fill(0xAB);
+        assert_eq!(read_all(&file), model);
+        // The blocks the write did not reach are not replayed with old contents over later
+        // writes: one of them written now, committed, then recovered.
+        file.write(6 * 4096, b"later").unwrap();
+        model[6 * 4096..6 * 4096 + 5].copy_from_slice(b"later");
+        file.sync().unwrap();
+        drop(file);
+        let (file, _) = open(dir.path(), Logging::Redo);
+        assert_eq!(read_all(&file), model);
+    }
+}
+
+#[test]
+fn truncating_inside_a_large_write_keeps_the_blocks_below_the_cut() {
+    for make_dir in [common::shm_dir as fn() -> tempfile::TempDir, common::tmp_dir] {
+        let dir = make_dir();
+        fs::write(dir.path().join("data"), b"").unwrap();
+        let mut file = open_redo(dir.path());
+        // Ten blocks logged (a small file: below the in-place threshold), one record.
+        let mut model = common::pattern(40_960, 3);
+        file.write(0, &model).unwrap();
+        file.truncate(10_000).unwrap();
+        model.truncate(10_000);
+        assert_eq!(read_all(&file), model);
+        // Extended again: the cut blocks read as zeros, in the file and after recovery.
+        file.write(30_000, b"end").unwrap();
+        model.resize(30_000, 0);
+        model.extend_from_slice(b"end");
+        assert_eq!(read_all(&file), model);
+        file.sync().unwrap();
+        drop(file);
+        let (file, _) = open(dir.path(), Logging::Redo);
+        assert_eq!(read_all(&file), model);
+    }
+}

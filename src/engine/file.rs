@@ -103,10 +103,34 @@ struct Slot {
     /// Copied into the data file at an fsync (see [`ManagedFile::publish_epoch`]): a
     /// checkpoint has nothing left to write for it.
     published: bool,
+    /// The slot is the record's `nth` block: the record's data starts `nth` blocks before.
+    nth: u16,
 }
 
-/// Block numbers are already well spread: a multiplicative hash is enough and much cheaper
-/// than SipHash on the write path.
+impl Slot {
+    /// Where the data of the record holding this slot starts.
+    fn record_pos(&self) -> u64 {
+        self.pos - self.nth as u64 * BLOCK
+    }
+}
+
+/// A record of new slots a write is filling: `blocks` consecutive blocks of the file, from
+/// log position `pos`; the first `next` are taken.
+#[derive(Clone, Copy)]
+struct NewRecord {
+    pos: u64,
+    blocks: u64,
+    next: u64,
+}
+
+/// The largest record a write makes (2 MiB, as the paper's largest log entry): a larger
+/// write takes several.
+const RECORD_BLOCKS_MAX: u64 = 512;
+
+/// Block numbers need no mixing to be spread: the hash is the block number itself, so that
+/// consecutive blocks (a large write, a sequential pass) fall into consecutive buckets and their
+/// inserts and lookups share cache lines, with a multiplicative hash in the top 7 bits, which
+/// hashbrown keeps as each entry's tag (equal tags would make every probe compare keys).
 #[derive(Default)]
 struct BlockHasher(u64);
 
@@ -120,7 +144,8 @@ impl Hasher for BlockHasher {
         }
     }
     fn write_u64(&mut self, n: u64) {
-        self.0 = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        const TAG: u64 = 0x7f << 57;
+        self.0 = (n.wrapping_mul(0x9e37_79b9_7f4a_7c15) & TAG) | (n & !TAG);
     }
 }
 
@@ -161,10 +186,15 @@ impl<M: Medium> Frozen<M> {
         if self.claimed.swap(true, Acquire) {
             return false;
         }
-        let mut run: Vec<&[u8]> = Vec::with_capacity(256);
-        let mut run_start = 0;
-        let mut flush = |run: &mut Vec<&[u8]>, start: u64| {
-            let ok = run.is_empty() || write(start, run).is_ok();
+        // A run: consecutive blocks of the file, as pieces (log position, length); blocks that
+        // also follow each other in the log (one record) are one piece.
+        let mut run: Vec<(u64, u64)> = Vec::with_capacity(256);
+        let (mut run_start, mut run_len) = (0, 0);
+        let mut pieces: Vec<&[u8]> = Vec::with_capacity(256);
+        let mut flush = |run: &mut Vec<(u64, u64)>, start: u64| {
+            pieces.clear();
+            pieces.extend(run.iter().map(|&(pos, len)| self.log.bytes(pos, len as usize)));
+            let ok = pieces.is_empty() || write(start, &pieces).is_ok();
             run.clear();
             ok
         };
@@ -173,20 +203,29 @@ impl<M: Medium> Frozen<M> {
             if start >= self.size {
                 break;
             }
-            let contiguous = run_start + (run.len() as u64) * BLOCK == start;
-            if !contiguous || run.len() == 256 {
+            let n = (self.size - start).min(BLOCK);
+            if run_start + run_len != start || run_len >= RUN_MAX {
                 if self.cancel.load(Relaxed) || !flush(&mut run, run_start) {
                     return false;
                 }
-                run_start = start;
+                (run_start, run_len) = (start, 0);
             }
-            run.push(self.log.bytes(pos, (self.size - start).min(BLOCK) as usize));
+            run_len += n;
+            match run.last_mut() {
+                Some(last) if last.0 + last.1 == pos => last.1 += n,
+                _ => run.push((pos, n)),
+            }
         }
         if !flush(&mut run, run_start) {
             return false;
         }
         self.applied.store(true, Release);
         true
+    }
+
+    /// Whether every block was written by [`Frozen::apply`].
+    pub fn is_applied(&self) -> bool {
+        self.applied.load(Acquire)
     }
 
     fn slot(&self, block: u64) -> Option<u64> {
@@ -199,10 +238,10 @@ pub struct ManagedFile<M: Medium, S: Storage> {
     log: Log<M>,
     /// Block number -> its latest contents in the log.
     index: Index,
-    /// Slots allocated in the current epoch, to be sealed at commit.
+    /// Records made in the current epoch (their data positions), to be sealed at commit.
     unsealed: Vec<u64>,
-    /// The block of each slot in `unsealed`.
-    unsealed_blocks: Vec<u64>,
+    /// (block, slot) of every new slot of the current epoch (published at its fsync).
+    epoch_blocks: Vec<(u64, u64)>,
     /// The file's size as the program sees it.
     size: u64,
     /// The size recovery would give now (the last commit's, or the log's base size). Bytes of
@@ -246,7 +285,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
             log,
             index: Index::default(),
             unsealed: Vec::new(),
-            unsealed_blocks: Vec::new(),
+            epoch_blocks: Vec::new(),
             size,
             committed_size: size,
             in_place_dirty: false,
@@ -551,6 +590,8 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         }
         let mut done = 0usize;
         let (mut logged_blocks, mut logged_bytes) = (0, 0);
+        // The record being filled with new slots, if any.
+        let mut record: Option<NewRecord> = None;
         let mut block = first;
         while block <= last {
             let block_start = block * BLOCK;
@@ -579,16 +620,33 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
             let n = (to - from) as usize;
             let (slot, fresh) = match self.index.get(&block).copied() {
                 Some(s) if s.era == self.era => (s.pos, None),
-                old => {
-                    let pos = self.log.allocate(Kind::Block, block_start, self.epoch, BLOCK as usize)?;
+                _ => {
+                    if record.as_ref().is_none_or(|r| r.next >= r.blocks) {
+                        // One record for the run of blocks from here that take new slots (a
+                        // large write is one header and one contiguous copy).
+                        let mut blocks = 1;
+                        while blocks < RECORD_BLOCKS_MAX
+                            && block + blocks <= last
+                            && self.needs_new_slot(block + blocks, (block + blocks) * BLOCK)
+                        {
+                            blocks += 1;
+                        }
+                        let len = (blocks * BLOCK) as usize;
+                        let pos = self.log.allocate(Kind::Block, block_start, self.epoch, len)?;
+                        self.unsealed.push(pos);
+                        record = Some(NewRecord { pos, blocks, next: 0 });
+                    }
+                    let r = record.as_mut().expect("allocated above");
+                    let pos = r.pos + r.next * BLOCK;
+                    let nth = r.next as u16;
+                    r.next += 1;
+                    let old = self.index.insert(block, Slot { pos, era: self.era, published: false, nth });
+                    self.epoch_blocks.push((block, pos));
                     // Start from the block's current contents unless the write covers it all.
                     let whole = n as u64 == BLOCK;
                     if !whole {
                         self.copy_current_block(block, old, pos)?;
                     }
-                    self.index.insert(block, Slot { pos, era: self.era, published: false });
-                    self.unsealed.push(pos);
-                    self.unsealed_blocks.push(block);
                     logged_blocks += 1;
                     (pos, whole.then_some(old))
                 }
@@ -610,6 +668,14 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
                         dst.copy_from_slice(&keep);
                         Ok(())
                     })?;
+                }
+                // The record's blocks the write did not reach are replayed with it: they get
+                // their current contents, and reads and later writes go to them.
+                if let Some(r) = record.filter(|r| r.next < r.blocks) {
+                    // The record's blocks the write did not reach are cut away from it.
+                    if let Some(filler) = self.log.shorten(r.pos, r.next * BLOCK) {
+                        self.unsealed.push(filler);
+                    }
                 }
                 break;
             }
@@ -719,16 +785,27 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         // below the committed size) are withdrawn: replayed later, they would bring back bytes
         // over whatever is written there next, in place or not.
         let cut_from = size.div_ceil(BLOCK);
-        let mut voided = Vec::new();
+        // (record, its first block) of every record holding a block past the cut.
+        let mut cut = Vec::new();
         self.index.retain(|&b, slot| {
             if b < cut_from {
                 return true;
             }
-            voided.push(slot.pos);
+            cut.push((slot.record_pos(), b - slot.nth as u64));
             false
         });
-        for pos in voided {
-            self.log.void(pos);
+        cut.sort_unstable();
+        cut.dedup();
+        for (record, first) in cut {
+            // A record that starts below the cut keeps its blocks there (they are indexed).
+            match cut_from.saturating_sub(first) {
+                0 => self.log.void(record),
+                kept => {
+                    if let Some(filler) = self.log.shorten(record, kept * BLOCK) {
+                        self.unsealed.push(filler);
+                    }
+                }
+            }
         }
         if self.data.size()? > size {
             self.data.set_len(size)?;
@@ -753,8 +830,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
     }
 
     fn sync_redo(&mut self) -> Result<(), Errno> {
-        let mut epoch: Vec<(u64, u64)> =
-            self.unsealed_blocks.iter().copied().zip(self.unsealed.iter().copied()).collect();
+        let mut epoch = std::mem::take(&mut self.epoch_blocks);
         self.commit()?;
         if self.unpublished {
             // An earlier fsync failed publishing (ENOSPC, EIO): every committed block not in
@@ -796,7 +872,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         self.log.reset(Some(self.size))?;
         self.index.clear();
         self.unsealed.clear();
-        self.unsealed_blocks.clear();
+        self.epoch_blocks.clear();
         self.committed_size = self.size;
         Ok(())
     }
@@ -808,6 +884,29 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
 
     pub fn has_spare(&self) -> bool {
         self.spare.is_some()
+    }
+
+    /// Takes back a frozen log the background has applied in full (a cheap step: its blocks
+    /// are in the data file). Called by the program's writes: the checkpoint thread finishes
+    /// a job itself only when the file's lock is free, and a program that writes large blocks
+    /// back to back holds it nearly all the time.
+    pub fn take_back_applied(&mut self) -> Result<(), Errno> {
+        match &self.frozen {
+            Some(f) if f.applied.load(Acquire) => self.settle_frozen(),
+            _ => Ok(()),
+        }
+    }
+
+    /// The frozen log being applied in the background, if the log in use has reached the
+    /// checkpoint size meanwhile: the background falls behind (it copies from memory the
+    /// caches may no longer hold, where the writer copies from a buffer they do), and the
+    /// writer should wait for it rather than let the log grow until a full log makes it
+    /// checkpoint everything itself. Logs of that size also stay in the caches for the
+    /// background.
+    pub fn background_behind(&self) -> Option<Arc<Frozen<M>>> {
+        let f = self.frozen.as_ref()?;
+        let behind = !f.applied.load(Acquire) && self.log.used() >= self.settings.checkpoint_at;
+        behind.then(|| f.clone())
     }
 
     /// Whether the log is due for a checkpoint and one can start in the background now.
@@ -838,7 +937,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         // Published blocks are in the data file already.
         let to_apply = all.iter().filter(|(_, s)| !s.published).map(|&(b, s)| (b, s.pos)).collect();
         self.unsealed.clear();
-        self.unsealed_blocks.clear();
+        self.epoch_blocks.clear();
         let frozen = Arc::new(Frozen {
             log,
             blocks,
@@ -942,7 +1041,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
             self.log.commit(self.epoch, self.size, &self.unsealed)?;
             self.committed_size = self.size;
             self.unsealed.clear();
-            self.unsealed_blocks.clear();
+            self.epoch_blocks.clear();
             self.commits += 1;
             stats::count(&stats::COMMITS, 1);
             stats::note_log_used(self.log.used());
@@ -1095,15 +1194,32 @@ fn write_blocks<M: Medium, S: Storage>(
         }
         data.prepare_bulk(&runs)?;
     }
+    // Blocks that follow each other in the file and in the log (one record of a large write)
+    // are one store.
+    let mut run: Option<(u64, u64, u64)> = None; // (file offset, log position, length)
     for &(b, pos) in blocks {
         let start = b * BLOCK;
-        if start < size {
-            let n = (size - start).min(BLOCK) as usize;
-            data.write_at(start, log.bytes(pos, n))?;
+        if start >= size {
+            break;
         }
+        let n = (size - start).min(BLOCK);
+        match run.as_mut() {
+            Some(r) if r.0 + r.2 == start && r.1 + r.2 == pos && r.2 < RUN_MAX => r.2 += n,
+            _ => {
+                if let Some((at, from, len)) = run.replace((start, pos, n)) {
+                    data.write_at(at, log.bytes(from, len as usize))?;
+                }
+            }
+        }
+    }
+    if let Some((at, from, len)) = run {
+        data.write_at(at, log.bytes(from, len as usize))?;
     }
     Ok(())
 }
+
+/// The largest store a checkpoint makes at once.
+const RUN_MAX: u64 = 1 << 20;
 
 /// Replays committed records onto the data file, in log order. Returns the size they leave:
 /// the last commit's, else the log's base size (bytes written in place and never committed are

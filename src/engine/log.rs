@@ -338,6 +338,23 @@ impl<M: Medium> Log<M> {
         }
     }
 
+    /// Cuts the unsealed record whose data starts at `data_pos` to its first `len` bytes (a
+    /// multiple of 8, less than its length): the rest becomes a void record, whose data
+    /// position is returned, to be sealed with the others at commit (a scan walks through
+    /// both). `None` if there is no such record.
+    pub fn shorten(&mut self, data_pos: u64, len: u64) -> Option<u64> {
+        let mut raw = [0u8; RECORD_HEADER_LEN as usize];
+        self.medium.read(data_pos - RECORD_HEADER_LEN, &mut raw);
+        let (header, _) = RecordHeader::decode(&raw)?;
+        let rest = (header.len as u64).checked_sub(len + RECORD_HEADER_LEN)?;
+        debug_assert!(len.is_multiple_of(8));
+        let kept = RecordHeader { len: len as u32, ..header };
+        self.medium.write(data_pos - RECORD_HEADER_LEN, &kept.encode_unsealed());
+        let filler = RecordHeader { kind: Kind::Void, len: rest as u32, offset: 0, ..header };
+        self.medium.write(data_pos + len, &filler.encode_unsealed());
+        Some(data_pos + len + RECORD_HEADER_LEN)
+    }
+
     /// Undo logging: stores one sealed undo record per `(offset, len)` of `images`, whose data
     /// `read(offset, dst)` fills with the bytes there now, then makes them durable with one
     /// flush and fence: only then may the data file's bytes there change. Room must have been

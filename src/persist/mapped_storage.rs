@@ -45,6 +45,12 @@ impl MappedStorage {
         self.fd
     }
 
+    /// Whether the file is in memory (tmpfs): stores through a mapping are then as good as a
+    /// `pwrite` (nothing to write back) and much cheaper for a block.
+    pub fn in_memory(&self) -> bool {
+        self.tmpfs
+    }
+
     /// As [`MappedStorage::new`], with the size and file system already known.
     pub fn with_size(fd: i32, len: u64, tmpfs: bool) -> Self {
         MappedStorage {

@@ -105,6 +105,12 @@ impl Mapping {
         self.len == 0
     }
 
+    /// The first mapped byte's address, for copies made outside Rust by code that survives a
+    /// fault (the checkpoint thread's fault-safe stores; see `preload::usercopy`).
+    pub fn base_addr(&self) -> usize {
+        self.addr
+    }
+
     pub fn as_slice(&self) -> &[u8] {
         // SAFETY: owned, mapped and readable for `len` bytes (module doc).
         unsafe { std::slice::from_raw_parts(self.addr as *const u8, self.len) }

@@ -14,10 +14,11 @@ use std::sync::atomic::{AtomicBool, Ordering::Acquire, Ordering::Relaxed, Orderi
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 
 use nvmmio_core::engine::Frozen;
-use nvmmio_core::persist::LogFile;
+use nvmmio_core::persist::{LogFile, Mapping};
 use nvmmio_core::sys;
 
 use super::table::{Inode, State};
+use crate::usercopy;
 
 enum Job {
     /// Apply a frozen log.
@@ -27,6 +28,10 @@ enum Job {
         frozen: Weak<Frozen<LogFile>>,
         /// The data file's descriptor (the engine's own; open while the frozen log is alive).
         fd: i32,
+        /// Bytes below this may be stored through a mapping (tmpfs: the data file's length
+        /// when the log was frozen; it cannot shrink before the engine takes the log back).
+        /// 0: every store is a `pwritev`.
+        direct_to: u64,
     },
     /// Void a retired log (its file is gone) and pool it (see `managed::pool_voided`).
     Void { dir: String, path: std::ffi::CString, log: LogFile },
@@ -44,13 +49,32 @@ fn queue() -> MutexGuard<'static, VecDeque<Job>> {
 
 /// Hands a frozen log to the worker (started now if need be). False if no worker could be
 /// started: the caller applies it itself.
-pub fn submit(inode: &Arc<Inode>, frozen: &Arc<Frozen<LogFile>>, fd: i32) -> bool {
+pub fn submit(inode: &Arc<Inode>, frozen: &Arc<Frozen<LogFile>>, fd: i32, direct_to: u64) -> bool {
     if !start() {
         return false;
     }
-    queue().push_back(Job::Apply { inode: inode.clone(), frozen: Arc::downgrade(frozen), fd });
+    queue().push_back(Job::Apply { inode: inode.clone(), frozen: Arc::downgrade(frozen), fd, direct_to });
     WAKE.notify_one();
     true
+}
+
+/// Waits (at most a second) until the worker has applied `job`: a writer that outran it (see
+/// `ManagedFile::background_behind`). The worker never waits for the writer's lock, which the
+/// caller holds.
+pub fn wait_applied(job: Arc<Frozen<LogFile>>) {
+    let start = sys::monotonic_ns();
+    while !job.is_applied() {
+        let waited = sys::monotonic_ns() - start;
+        if waited > 1_000_000_000 {
+            break;
+        }
+        // Most waits are short (the rest of one job): yield first, then sleep.
+        if waited < 2_000_000 {
+            std::thread::yield_now();
+        } else {
+            sys::sleep_ms(1);
+        }
+    }
 }
 
 /// Hands a retired log to the worker, to be voided and pooled; `Err` gives it back if no
@@ -102,6 +126,10 @@ fn start() -> bool {
 
 fn worker() {
     let _inside = crate::guard::enter();
+    // A fault in a fault-safe store must reach its handler: a blocked SIGSEGV or SIGBUS
+    // would kill the process instead. (Only faults this thread makes are sent to it.)
+    let faults = (1u64 << (libc::SIGSEGV - 1)) | (1u64 << (libc::SIGBUS - 1));
+    let _ = sys::set_signal_mask(!faults);
     loop {
         let job = {
             let mut q = queue();
@@ -117,8 +145,8 @@ fn worker() {
                 }
             }
         };
-        let (inode, frozen, fd) = match job {
-            Job::Apply { inode, frozen, fd } => (inode, frozen, fd),
+        let (inode, frozen, fd, direct_to) = match job {
+            Job::Apply { inode, frozen, fd, direct_to } => (inode, frozen, fd, direct_to),
             Job::Void { dir, path, log } => {
                 super::pool_voided(dir, path, log);
                 VOIDING.store(false, Release);
@@ -126,14 +154,57 @@ fn worker() {
             }
         };
         if let Some(frozen) = frozen.upgrade() {
-            frozen.apply(&mut |offset, pieces| sys::pwritev_all(fd, pieces, offset));
+            let mut view = inode.checkpoint_view.lock().unwrap_or_else(|p| p.into_inner());
+            let direct = ensure_view(&mut view, fd, direct_to);
+            frozen.apply(&mut |offset, pieces| {
+                let end = offset + pieces.iter().map(|p| p.len() as u64).sum::<u64>();
+                match direct {
+                    Some(base) if end <= direct_to && store(base + offset as usize, pieces) => Ok(()),
+                    _ => sys::pwritev_all(fd, pieces, offset),
+                }
+            });
+            // The view's lock goes before the log: whoever waits for the log may want it next.
+            drop(view);
         }
         // Let go of the log before taking the file's lock: its owner may be waiting for that.
-        let mut state = inode.lock();
-        if let State::Engine(engine) = &mut *state {
-            let _ = engine.finish_background_checkpoint(frozen.as_ptr());
-        }
+        // Only a free lock: a thread that holds it nearly always (large writes back to back)
+        // would starve this one, and the log would fill meanwhile. The program's next write
+        // takes the applied log back instead (`take_back_applied`).
+        if let Ok(mut state) = inode.state.try_write() {
+            if let State::Engine(engine) = &mut *state {
+                let _ = engine.finish_background_checkpoint(frozen.as_ptr());
+            }
+        };
     }
+}
+
+/// The address of the thread's mapping of the data file, made or grown to cover `[0, len)`
+/// (`None`: no direct stores for this job). A store of one block through the mapping costs a
+/// third of a `pwritev` of it (no page cache lookup, no system call), which lets this thread
+/// keep up with a program writing random blocks on the other core. Kept across jobs: its page
+/// table entries are made once per page.
+fn ensure_view(view: &mut Option<Mapping>, fd: i32, len: u64) -> Option<usize> {
+    if len == 0 {
+        return None;
+    }
+    if view.as_ref().is_none_or(|m| (m.len() as u64) < len) {
+        view.take();
+        let size = (len as usize).next_power_of_two();
+        *view = Mapping::map(fd, size, false, false).ok();
+    }
+    view.as_ref().map(|m| m.base_addr())
+}
+
+/// Copies `pieces` one after the other to `addr` in the mapping; false if a store faulted (the
+/// file was cut by a process without nvmmio, say): the caller writes them with `pwritev`.
+fn store(mut addr: usize, pieces: &[&[u8]]) -> bool {
+    for piece in pieces {
+        if usercopy::copy_to_user(addr, piece).is_err() {
+            return false;
+        }
+        addr += piece.len();
+    }
+    true
 }
 
 /// The queue, locked across a fork: the child must not inherit it locked by the worker.

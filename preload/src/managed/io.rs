@@ -164,6 +164,10 @@ pub fn serve(nr: usize, args: [usize; 6], file: &Arc<OpenFile>) -> Option<isize>
     if changes_file(nr, result) {
         file.inode.touch();
     }
+    if let Some(job) = engine.background_behind() {
+        super::background::wait_applied(job);
+    }
+    let _ = engine.take_back_applied();
     if engine.wants_background_checkpoint() {
         super::start_background_checkpoint(&file.inode, engine);
     }

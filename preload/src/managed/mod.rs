@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use nvmmio_core::config::Settings;
 use nvmmio_core::engine::log::OpenError;
 use nvmmio_core::engine::{EngineSettings, Logging, ManagedFile};
-use nvmmio_core::persist::{mark, LogFile, MappedStorage};
+use nvmmio_core::persist::{mark, LogFile, MappedStorage, Storage};
 use nvmmio_core::sys::{self, Errno};
 use nvmmio_core::trace::signature::{signature, Arg};
 
@@ -931,6 +931,7 @@ fn open_inode(fd: i32, st: &libc::stat, dir: &str, flags: i32, config: &Config) 
         modified_ns: AtomicU64::new(0),
         max_size: largest_file_size(key.0, data_fd),
         mark: std::sync::atomic::AtomicU8::new(marks::bits(found)),
+        checkpoint_view: Mutex::new(None),
     }))
 }
 
@@ -980,6 +981,7 @@ fn finish_inode(inode: &Inode) {
 /// [`finish_inode`] with the file's lock held (`state`).
 fn finish_locked(inode: &Inode, state: &mut State) {
     if let State::Engine(engine) = std::mem::replace(state, State::Kernel) {
+        drop_checkpoint_view(inode);
         // If the log cannot be applied it stays where it is, for recovery.
         if let Ok((storage, log, spare)) = engine.into_parts() {
             // The program may hold record locks on the file (closing it would drop them).
@@ -997,6 +999,7 @@ fn finish_locked(inode: &Inode, state: &mut State) {
 /// without being applied, the data file closed.
 fn discard_locked(inode: &Inode, state: &mut State) {
     if let State::Engine(engine) = std::mem::replace(state, State::Kernel) {
+        drop_checkpoint_view(inode);
         // The log is voided by the checkpoint thread, off the program's path; until then it
         // has a pool name, and a crash before the rename leaves it to recovery, which drops
         // it (its file is gone, or a new file has the inode number and no mark).
@@ -1009,6 +1012,15 @@ fn discard_locked(inode: &Inode, state: &mut State) {
             }
         }
         HANDOVERS.fetch_add(1, SeqCst);
+    }
+}
+
+/// The checkpoint thread's mapping of a file the engine lets go of (an unlinked file's memory
+/// stays alive while it is mapped). The thread holds the lock only while it applies a job,
+/// which the engine took back before it got here: never a wait.
+fn drop_checkpoint_view(inode: &Inode) {
+    if let Ok(mut view) = inode.checkpoint_view.try_lock() {
+        view.take();
     }
 }
 
@@ -1042,7 +1054,10 @@ pub fn start_background_checkpoint(inode: &Arc<Inode>, engine: &mut table::Engin
         *inode.spare_path.lock().unwrap_or_else(|p| p.into_inner()) = Some(path);
     }
     if let Ok(Some(frozen)) = engine.begin_background_checkpoint() {
-        if !background::submit(inode, &frozen, engine.data().raw_fd()) {
+        let data = engine.data();
+        // On tmpfs the thread may store below the data file's current end through a mapping.
+        let direct_to = if data.in_memory() { data.size().unwrap_or(0) } else { 0 };
+        if !background::submit(inode, &frozen, data.raw_fd(), direct_to) {
             drop(frozen);
             let _ = engine.apply_frozen_here();
         }

@@ -42,6 +42,9 @@ pub struct Inode {
     /// The log files the file's mark names ([`nvmmio_core::persist::mark`]), and the
     /// `DURABLE` and `UNSUPPORTED` flags of `managed::marks`.
     pub mark: AtomicU8,
+    /// The checkpoint thread's own mapping of the data file (tmpfs only; made at its first
+    /// job, dropped when the engine lets go of the file; see `background`).
+    pub checkpoint_view: Mutex<Option<nvmmio_core::persist::Mapping>>,
 }
 
 impl Inode {
@@ -57,6 +60,7 @@ impl Inode {
             modified_ns: AtomicU64::new(0),
             max_size: i64::MAX as u64,
             mark: AtomicU8::new(0),
+            checkpoint_view: Mutex::new(None),
         }
     }
 

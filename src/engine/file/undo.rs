@@ -97,7 +97,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         self.committed_size = self.size;
         self.undone.clear();
         self.unsealed.clear();
-        self.unsealed_blocks.clear();
+        self.epoch_blocks.clear();
         self.commits += 1;
         stats::COMMITS.fetch_add(1, Relaxed);
         self.epoch = self.epoch.wrapping_add(1);
