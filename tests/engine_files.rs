@@ -204,3 +204,25 @@ fn truncating_inside_a_large_write_keeps_the_blocks_below_the_cut() {
         assert_eq!(read_all(&file), model);
     }
 }
+
+#[test]
+fn a_write_larger_than_the_log_limit_is_logged_whole_and_the_room_given_back() {
+    use nvmmio::persist::Medium;
+    for make_dir in [common::shm_dir as fn() -> tempfile::TempDir, common::tmp_dir] {
+        let dir = make_dir();
+        let mut model = common::pattern(4 << 20, 1);
+        fs::write(dir.path().join("data"), &model).unwrap();
+        let mut file = open_redo(dir.path());
+        // 3 MiB in one write; the test's log limit is 1 MiB.
+        let data = common::pattern(3 << 20, 5);
+        file.write(777, &data).unwrap();
+        model[777..777 + data.len()].copy_from_slice(&data);
+        assert_eq!(read_all(&file), model);
+        file.sync().unwrap();
+        drop(file);
+        let (mut file, _) = open(dir.path(), Logging::Redo);
+        assert_eq!(read_all(&file), model);
+        file.checkpoint().unwrap();
+        assert!(file.log_medium().len() <= 1 << 20, "the log keeps {} bytes", file.log_medium().len());
+    }
+}

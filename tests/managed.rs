@@ -80,6 +80,26 @@ fn coreutils_write_identical_files() {
     );
 }
 
+/// One write call larger than the log's limit (4 MiB here) is written whole, as through the
+/// kernel: the log takes it all (and gives the room back later) instead of refusing it.
+#[test]
+fn writes_larger_than_the_log_limit_are_written_whole() {
+    same_both_ways(
+        r#"NVMMIO_LOG_MAX=4m NVMMIO_CHECKPOINT_AT=1m /usr/bin/python3 -c '
+import hashlib, os
+fd = os.open("big", os.O_RDWR | os.O_CREAT, 0o644)
+os.ftruncate(fd, 16 << 20)
+print(os.pwrite(fd, bytes(range(256)) * (12 << 12), 1000))
+os.fsync(fd)
+print(os.write(fd, b"w" * (9 << 20) + b"!"))
+print(os.pwrite(fd, b"p" * 5000, 3 << 20))
+os.fsync(fd)
+print(os.fstat(fd).st_size, hashlib.sha256(os.pread(fd, 32 << 20, 0)).hexdigest())
+'"#,
+        true,
+    );
+}
+
 #[test]
 fn sqlite_database_is_identical_and_intact() {
     same_both_ways(

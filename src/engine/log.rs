@@ -45,6 +45,9 @@ pub struct Log<M: Medium> {
     needed_tail: u64,
     /// The medium may grow to this size; beyond it, appends report ENOSPC.
     max_len: u64,
+    /// One write larger than `max_len` may take the log up to here until the next reset
+    /// (see [`Log::allow_oversized`]; 0: none).
+    oversized_to: u64,
     /// The header was written back but not waited for (see [`Log::create_lazily`]): the next
     /// fence makes it durable.
     header_unfenced: bool,
@@ -118,6 +121,7 @@ impl<M: Medium> Log<M> {
             committed_tail: LOG_HEADER_LEN,
             needed_tail: LOG_HEADER_LEN,
             max_len,
+            oversized_to: 0,
             header_unfenced: false,
             #[cfg(test)]
             mutation: Mutation::None,
@@ -125,8 +129,18 @@ impl<M: Medium> Log<M> {
         log.write_header(base_size)?;
         if wait {
             log.ensure_header_durable()?;
+            log.give_back_room();
         }
         Ok(log)
+    }
+
+    /// After a durable header (the records past it are void): a medium grown past the limit
+    /// by one large write (see [`Log::allow_oversized`]) gives the room back.
+    fn give_back_room(&mut self) {
+        self.oversized_to = 0;
+        if self.medium.len() > self.max_len {
+            self.medium.shrink(self.max_len);
+        }
     }
 
     /// Test builds: breaks the log on purpose (see [`Mutation`]).
@@ -169,6 +183,7 @@ impl<M: Medium> Log<M> {
             committed_tail: LOG_HEADER_LEN,
             needed_tail: LOG_HEADER_LEN,
             max_len,
+            oversized_to: 0,
             header_unfenced: false,
             #[cfg(test)]
             mutation: Mutation::None,
@@ -246,7 +261,18 @@ impl<M: Medium> Log<M> {
 
     /// Whether a record of `len` data bytes fits without growing past the limit.
     pub fn fits(&self, len: u64) -> bool {
-        self.tail + RECORD_HEADER_LEN + len.next_multiple_of(8) <= self.max_len
+        self.tail + RECORD_HEADER_LEN + len.next_multiple_of(8) <= self.limit()
+    }
+
+    fn limit(&self) -> u64 {
+        self.max_len.max(self.oversized_to)
+    }
+
+    /// Lets records of `bytes` in all, and a commit record, fit in an empty log even past its
+    /// limit, until the next reset (which gives the room back): a single write larger than
+    /// the log's limit is logged whole, as atomic as any other, rather than refused.
+    pub fn allow_oversized(&mut self, bytes: u64) {
+        self.oversized_to = self.tail + bytes + 2 * RECORD_HEADER_LEN;
     }
 
     /// Grows the medium so that `bytes` more fit after the tail (doubling if it can, else
@@ -256,7 +282,7 @@ impl<M: Medium> Log<M> {
         if end <= self.medium.len() {
             return Ok(());
         }
-        let doubled = (self.medium.len() * 2).clamp(end, self.max_len.max(end));
+        let doubled = (self.medium.len() * 2).clamp(end, self.limit().max(end));
         self.medium.grow(doubled).or_else(|_| self.medium.grow(end))
     }
 
@@ -305,10 +331,10 @@ impl<M: Medium> Log<M> {
         };
         let end = self.tail + header.size();
         if end > self.medium.len() {
-            if end > self.max_len {
+            if end > self.limit() {
                 return Err(Errno(libc::ENOSPC));
             }
-            let want = (self.medium.len() * 2).clamp(end, self.max_len.max(end));
+            let want = (self.medium.len() * 2).clamp(end, self.limit().max(end));
             self.medium.grow(want).or_else(|_| self.medium.grow(end))?;
         }
         // Not valid until sealed: a crash before the commit finds a bad checksum and stops.
@@ -427,7 +453,9 @@ impl<M: Medium> Log<M> {
     /// bytes. Call only once the data file holds everything committed, durably.
     pub fn reset(&mut self, base_size: Option<u64>) -> Result<(), Errno> {
         self.write_header(base_size)?;
-        self.ensure_header_durable()
+        self.ensure_header_durable()?;
+        self.give_back_room();
+        Ok(())
     }
 
     /// A header of the next generation, written back (durable at the next fence).

@@ -132,6 +132,17 @@ impl Medium for LogFile {
         Ok(())
     }
 
+    fn shrink(&mut self, len: u64) {
+        let len = len.next_multiple_of(4096);
+        if len >= self.len || self.map.shrink(len as usize).is_err() {
+            return;
+        }
+        self.len = len;
+        // The bytes past it are void (never part of a record in use): losing the room is
+        // harmless if this fails, and a crash keeps the longer file, which is as good.
+        let _ = sys::ftruncate(self.fd, len);
+    }
+
     fn bytes(&self, offset: u64, len: usize) -> &[u8] {
         &self.map.as_slice()[offset as usize..offset as usize + len]
     }

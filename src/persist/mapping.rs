@@ -78,6 +78,19 @@ impl Mapping {
         Ok(())
     }
 
+    /// Shrinks the mapping to `new_len` bytes (a multiple of the page size), unmapping the rest.
+    pub fn shrink(&mut self, new_len: usize) -> Result<(), Errno> {
+        if new_len >= self.len || new_len == 0 {
+            return Ok(());
+        }
+        let a = [self.addr, self.len, new_len, 0, 0, 0];
+        // SAFETY: shrinking exactly the range we own, in place (no MREMAP_MAYMOVE): the pages
+        // kept do not move; `&mut self` guarantees no slice of the part cut is alive.
+        Errno::result(unsafe { syscall6(libc::SYS_mremap as usize, a) })?;
+        self.len = new_len;
+        Ok(())
+    }
+
     /// Maps the pages of `[offset, offset + len)` now, in one call, instead of one fault each
     /// on first store (best effort: MADV_POPULATE_WRITE, Linux 5.14). It allocates any hole in
     /// the range: only for allocated ranges.

@@ -33,6 +33,9 @@ pub trait Medium {
     fn len(&self) -> u64;
     /// Grows the region to at least `len` bytes (new bytes read as zero).
     fn grow(&mut self, len: u64) -> Result<(), Errno>;
+    /// Gives back the room past `len` bytes, if the region is larger (best effort: it may
+    /// stay as it is).
+    fn shrink(&mut self, _len: u64) {}
     /// The bytes at `[offset, offset + len)` (the region is memory: no copy).
     fn bytes(&self, offset: u64, len: usize) -> &[u8];
     /// Stores bytes: readable at once, durable only after `flush` of the range and `fence`.
