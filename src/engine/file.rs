@@ -1,7 +1,7 @@
 //! One managed file: the data file (a [`Storage`]) plus its redo log and block index. A write
-//! below the committed size lands in log blocks (one per 4 KiB block of the file it touches; a
-//! block already logged in the current epoch is updated in place, so rewriting the same data
-//! costs no log space); a write at or past the committed size, on a block with nothing logged,
+//! below the committed size lands in log slots (one per 4 KiB block of the file it touches, the
+//! new ones of a write in one record; a block already logged in the current epoch is updated in
+//! place, so rewriting the same data costs no log space); a write at or past the committed size, on a block with nothing logged,
 //! goes straight into the data file (recovery cuts the file back to the committed size, so
 //! nothing there needs an undo copy: appends cost one copy). Reads take each block from the log
 //! or the data file; `sync` seals and commits the epoch; `checkpoint` writes the latest block
