@@ -14,6 +14,10 @@ use std::process::Command;
 use common::*;
 
 fn fsx(base: &Path, args: &[&str]) {
+    fsx_with(base, args, &[]);
+}
+
+fn fsx_with(base: &Path, args: &[&str], env: &[(&str, &str)]) {
     let (managed, kernel) = (base.join("managed"), base.join("kernel"));
     std::fs::create_dir_all(&managed).unwrap();
     std::fs::create_dir_all(&kernel).unwrap();
@@ -23,6 +27,7 @@ fn fsx(base: &Path, args: &[&str]) {
         .args(args)
         .env("LD_PRELOAD", library())
         .env("NVMMIO_DIRS", &managed)
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
@@ -48,6 +53,16 @@ fn fsx_with_threads_on_tmpfs() {
 #[test]
 fn fsx_with_threads_on_disk() {
     fsx(tmp_dir().path(), &["--seeds", "1-2", "--ops", "2000", "--threads", "4"]);
+}
+
+/// Checkpoints in the background all along (from 16 KiB of log): the checkpoint thread's
+/// stores through its own mapping, logs taken back by the writer, writers waiting for the
+/// thread, against truncates, mappings and handovers from several threads.
+#[test]
+fn fsx_with_background_checkpoints_on_tmpfs() {
+    let env = [("NVMMIO_CHECKPOINT_AT", "16k")];
+    fsx_with(shm_dir().path(), &["--seeds", "101-106", "--ops", "2000"], &env);
+    fsx_with(shm_dir().path(), &["--seeds", "101-104", "--ops", "2000", "--threads", "4"], &env);
 }
 
 #[test]
