@@ -36,8 +36,12 @@ struct Paused {
 
 impl Paused {
     fn start(dir: &Path, script: &str) -> Paused {
+        Self::start_with(dir, script, &[])
+    }
+
+    fn start_with(dir: &Path, script: &str, env: &[(&str, &str)]) -> Paused {
         let mut child =
-            python_under_nvmmio(dir, script, &[]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+            python_under_nvmmio(dir, script, env).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
         let mut out = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
         out.read_line(&mut line).unwrap();
@@ -294,5 +298,65 @@ print(len(data), data[:12].decode(), flush=True)
         assert!(paused.child.wait().unwrap().success());
         assert!(fs::read(dir.join("k")).unwrap() == theirs);
         assert!(file_logs(dir).is_empty());
+    }
+}
+
+/// The logs a process keeps for reuse (its pool) outlive it if it is killed; the next process
+/// that needs a log in the directory removes them (a live process's pool is left alone).
+#[test]
+fn pooled_logs_of_killed_processes_are_removed_by_the_next_one() {
+    for dir in [shm_dir(), tmp_dir()] {
+        let dir = dir.path();
+        let pools = || -> Vec<String> {
+            let mut names: Vec<String> = fs::read_dir(dir.join(".nvmmio"))
+                .map(|e| e.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+                .unwrap_or_default();
+            names.retain(|n| n.starts_with("pool-"));
+            names.sort();
+            names
+        };
+        // Files finished at their close: their emptied logs go to the pool; then a SIGKILL.
+        let killed = r#"
+import os, signal
+for name in ("a", "b", "c"):
+    fd = os.open(name, os.O_RDWR | os.O_CREAT, 0o644)
+    os.write(fd, b"x" * 10000)
+    os.fsync(fd)
+    os.close(fd)
+os.kill(os.getpid(), signal.SIGKILL)
+"#;
+        let out = python_under_nvmmio(dir, killed, &[("NVMMIO_KEEP_CLOSED", "0")]).output().unwrap();
+        assert!(!out.status.success());
+        let left = pools();
+        assert!(!left.is_empty(), "the killed process pooled no log");
+        // A live process with a pool of its own, paused, while another starts.
+        let mut live = Paused::start_with(
+            dir,
+            r#"
+import os, sys
+fd = os.open("d", os.O_RDWR | os.O_CREAT, 0o644)
+os.write(fd, b"y" * 10000)
+os.close(fd)
+fd = os.open("e", os.O_RDWR | os.O_CREAT, 0o644)
+os.close(fd)
+print("closed", flush=True)
+sys.stdin.readline()
+print("done", flush=True)
+"#,
+            &[("NVMMIO_KEEP_CLOSED", "0")],
+        );
+        let live_pool: Vec<String> = pools().into_iter().filter(|p| !left.contains(p)).collect();
+        assert!(!live_pool.is_empty(), "the live process pooled no log");
+        let next = r#"
+fd = __import__("os").open("f", __import__("os").O_RDWR | __import__("os").O_CREAT, 0o644)
+__import__("os").write(fd, b"z" * 10000)
+"#;
+        let out = python_under_nvmmio(dir, next, &[]).output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let now = pools();
+        assert!(left.iter().all(|p| !now.contains(p)), "left by the killed process: {left:?}, now {now:?}");
+        assert!(live_pool.iter().all(|p| now.contains(p)), "the live process's pool {live_pool:?}, now {now:?}");
+        assert_eq!(live.resume(), "done\n");
+        assert_eq!(fs::read(dir.join("a")).unwrap(), vec![b'x'; 10000]);
     }
 }

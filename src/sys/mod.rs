@@ -361,6 +361,36 @@ pub fn unlink(path: &std::ffi::CStr) -> Result<(), Errno> {
     plain(libc::SYS_unlinkat, [libc::AT_FDCWD as usize, path.as_ptr() as usize, 0, 0, 0, 0]).map(drop)
 }
 
+/// The names in directory `dir` (without `.` and `..`), read with `getdents64`.
+pub fn dir_names(dir: &std::ffi::CStr) -> Result<Vec<Vec<u8>>, Errno> {
+    let fd = openat(libc::AT_FDCWD, dir, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC, 0)?;
+    let mut names = Vec::new();
+    let mut buf = vec![0u8; 8192];
+    let result = loop {
+        let n = match plain(libc::SYS_getdents64, [fd as usize, buf.as_mut_ptr() as usize, buf.len(), 0, 0, 0]) {
+            Ok(0) => break Ok(()),
+            Ok(n) => n,
+            Err(e) => break Err(e),
+        };
+        // Records: inode u64, offset i64, length u16, type u8, NUL-terminated name.
+        let mut at = 0;
+        while at + 19 < n {
+            let len = u16::from_ne_bytes([buf[at + 16], buf[at + 17]]) as usize;
+            if len == 0 || at + len > n {
+                break;
+            }
+            let name = &buf[at + 19..at + len];
+            let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
+            if name != b"." && name != b".." {
+                names.push(name.to_vec());
+            }
+            at += len;
+        }
+    };
+    close_owned(fd);
+    result.map(|()| names)
+}
+
 pub fn flock(fd: i32, op: i32) -> Result<(), Errno> {
     plain(libc::SYS_flock, [fd as usize, op as usize, 0, 0, 0, 0]).map(drop)
 }

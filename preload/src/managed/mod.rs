@@ -708,7 +708,8 @@ fn acquire_log(dir: &str, key: (u64, u64), kind: LogKind) -> Result<(LogFile, CS
             Err(_) => POOL.lock().unwrap_or_else(|p| p.into_inner()).push(p),
         }
     }
-    let _ = sys::mkdir(&cstring(meta)?, 0o700);
+    let _ = sys::mkdir(&cstring(meta.clone())?, 0o700);
+    sweep_dead_pools(dir, &meta);
     match open_locked_log(&target, libc::O_CREAT | libc::O_EXCL) {
         Ok(log) => Ok((log, target, false)),
         // Left by a crash: opened, for recovery.
@@ -718,6 +719,35 @@ fn acquire_log(dir: &str, key: (u64, u64), kind: LogKind) -> Result<(LogFile, CS
             let _ = sys::unlink(&target);
             Err(e)
         }
+    }
+}
+
+/// Directories whose pools were swept by this process.
+static SWEPT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Once per directory and process, before its first new log: removes the pooled logs of
+/// processes that are gone (killed with logs in their pool; a live owner holds its pooled logs
+/// locked), which would otherwise take room (on tmpfs, memory) until `nvmmio recover`. They
+/// hold nothing anyone needs: a pool name is given only to an emptied log or to the log of a
+/// file that is gone.
+fn sweep_dead_pools(dir: &str, meta: &str) {
+    {
+        // Only tried: a fork in another thread may have left it held in a child (the sweep can
+        // wait for another process start).
+        let Ok(mut swept) = SWEPT.try_lock() else { return };
+        if swept.iter().any(|d| d == dir) {
+            return;
+        }
+        swept.push(dir.to_string());
+    }
+    let Ok(names) = cstring(meta.to_string()).and_then(|m| sys::dir_names(&m)) else { return };
+    for name in names.iter().filter(|n| n.starts_with(b"pool-") && n.ends_with(b".log")) {
+        let Ok(path) = cstring(format!("{meta}/{}", String::from_utf8_lossy(name))) else { continue };
+        let Ok(fd) = sys::openat(libc::AT_FDCWD, &path, libc::O_RDONLY | libc::O_CLOEXEC, 0) else { continue };
+        if sys::flock(fd, libc::LOCK_EX | libc::LOCK_NB).is_ok() {
+            let _ = sys::unlink(&path);
+        }
+        sys::close_owned(fd);
     }
 }
 
