@@ -34,6 +34,7 @@ pub const ENV_CHECKPOINT_AT: &str = "NVMMIO_CHECKPOINT_AT";
 /// Writes past the committed size go straight into the file (no log) from this file offset on
 /// (bytes; k, m, g). Default 64k: smaller files are cheaper to log.
 pub const ENV_IN_PLACE_FROM: &str = "NVMMIO_IN_PLACE_FROM";
+pub const ENV_IN_PLACE_AFTER: &str = "NVMMIO_IN_PLACE_AFTER";
 /// How many files whose last descriptor closed stay served, their logs kept (default 8; 0:
 /// none): a file closed and then unlinked (SQLite's rollback journal, every transaction) is
 /// never checkpointed, and a file closed and opened again is set up once.
@@ -73,6 +74,10 @@ pub const VARIABLES: &[(&str, &str)] = &[
     (
         ENV_IN_PLACE_FROM,
         "writes past the committed size skip the log from this offset on (default 64k; on disks only when set)",
+    ),
+    (
+        ENV_IN_PLACE_AFTER,
+        "after this many commits a file's appends skip the log at any offset (default 8; 0: never; as IN_PLACE_FROM on disks)",
     ),
     (ENV_KEEP_CLOSED, "files kept served after their last close, logs kept, until unlinked or evicted (default 8)"),
     (
@@ -197,6 +202,13 @@ impl Settings {
                     Logging::parse(&v).ok_or_else(|| format!("{ENV_LOGGING}={v}: expected hybrid, redo or undo"))?
                 }
                 None => defaults.logging,
+            },
+            in_place_after_commits: match nonempty(ENV_IN_PLACE_AFTER) {
+                Some(v) => v
+                    .trim()
+                    .parse::<u64>()
+                    .map_err(|_| format!("{ENV_IN_PLACE_AFTER}={v}: expected a number of commits"))?,
+                None => defaults.in_place_after_commits,
             },
             redo_above_write_share: match nonempty(ENV_HYBRID_REDO_ABOVE) {
                 Some(v) => v

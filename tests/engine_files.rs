@@ -14,9 +14,6 @@ use nvmmio::persist::{FdStorage, LogFile};
 type File = ManagedFile<LogFile, FdStorage>;
 
 fn open(dir: &Path, logging: Logging) -> (File, Recovered) {
-    let data = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(dir.join("data")).unwrap();
-    let log =
-        OpenOptions::new().read(true).write(true).create(true).truncate(false).open(dir.join("data.log")).unwrap();
     let settings = EngineSettings {
         log_max: 1 << 20,
         checkpoint_at: 512 << 10,
@@ -24,6 +21,13 @@ fn open(dir: &Path, logging: Logging) -> (File, Recovered) {
         logging,
         ..EngineSettings::default()
     };
+    open_with(dir, settings)
+}
+
+fn open_with(dir: &Path, settings: EngineSettings) -> (File, Recovered) {
+    let data = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(dir.join("data")).unwrap();
+    let log =
+        OpenOptions::new().read(true).write(true).create(true).truncate(false).open(dir.join("data.log")).unwrap();
     let log = LogFile::open(log.into_raw_fd(), 4096).unwrap();
     File::open(FdStorage { fd: data.into_raw_fd() }, log, settings).map_err(|e| e.to_string()).unwrap()
 }
@@ -225,4 +229,31 @@ fn a_write_larger_than_the_log_limit_is_logged_whole_and_the_room_given_back() {
         file.checkpoint().unwrap();
         assert!(file.log_medium().len() <= 1 << 20, "the log keeps {} bytes", file.log_medium().len());
     }
+}
+
+#[test]
+fn appends_go_in_place_below_the_threshold_once_a_file_commits_often() {
+    let dir = common::shm_dir();
+    fs::write(dir.path().join("data"), b"").unwrap();
+    let settings = EngineSettings { in_place_from: 1 << 20, logging: Logging::Redo, ..EngineSettings::default() };
+    let mut file = open_with(dir.path(), settings).0;
+    let mut model = Vec::new();
+    for i in 0..10u8 {
+        // A block each: a block with a slot in the log stays logged.
+        let record = [b'a' + i; 4096];
+        let at = model.len();
+        file.write(at as u64, &record).unwrap();
+        model.extend_from_slice(&record);
+        // Below NVMMIO_IN_PLACE_FROM (1 MiB here) appends are logged until the file has made
+        // 8 commits (the default); from then on they go straight into the data file.
+        let data = fs::read(dir.path().join("data")).unwrap();
+        let in_data_file = data.get(at..at + 4096) == Some(&record[..]);
+        assert_eq!(in_data_file, i >= 8, "append {i}");
+        file.sync().unwrap();
+    }
+    assert_eq!(read_all(&file), model);
+    file.write(model.len() as u64, b"unsynced").unwrap();
+    drop(file);
+    let (file, _) = open_with(dir.path(), settings);
+    assert_eq!(read_all(&file), model, "an append in place after the last commit is cut away by recovery");
 }

@@ -44,6 +44,11 @@ pub struct EngineSettings {
     /// offset on: below it (small files, such as SQLite's short-lived journals) the log is
     /// cheaper than setting up the data file's mapping and its append room.
     pub in_place_from: u64,
+    /// Writes past the committed size also go straight into the data file below
+    /// `in_place_from` once the file has made this many commits (0: never): a file appended
+    /// and synced again and again (a database's log) outlives the set-up, where a short-lived
+    /// journal (two commits) does not. Not while `in_place_from` is `u64::MAX` (disks).
+    pub in_place_after_commits: u64,
     /// Redo, undo, or picked per epoch (see [`Policy`]).
     pub logging: Logging,
     /// Hybrid logging: a write share (percent of the calls since the last commit) above this
@@ -57,6 +62,7 @@ impl Default for EngineSettings {
             log_max: 256 << 20,
             checkpoint_at: 8 << 20,
             in_place_from: 64 << 10,
+            in_place_after_commits: 8,
             logging: Logging::Hybrid,
             redo_above_write_share: 40,
         }
@@ -691,9 +697,16 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
     /// block is logged (so reads take it from the file) and no crash image needs the bytes there.
     fn goes_in_place(&self, block: u64, from: u64) -> bool {
         from >= self.committed_size
-            && from >= self.settings.in_place_from
+            && (from >= self.settings.in_place_from || self.appends_in_place())
             && !self.index.contains_key(&block)
             && self.frozen.as_ref().is_none_or(|f| f.slot(block).is_none())
+    }
+
+    /// Whether appends go in place at any offset: a file that commits often (see
+    /// [`EngineSettings::in_place_after_commits`]).
+    fn appends_in_place(&self) -> bool {
+        let after = self.settings.in_place_after_commits;
+        after != 0 && self.commits >= after && self.settings.in_place_from != u64::MAX
     }
 
     /// Before a store in place at `at`: if the data file ends before it and every block in

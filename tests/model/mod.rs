@@ -52,11 +52,13 @@ pub fn settings() -> EngineSettings {
 
 /// As [`settings`], with the given logging (and hybrid threshold, in percent).
 pub fn settings_for(logging: Logging, redo_above_write_share: u8) -> EngineSettings {
-    // In-place writes from 8 KiB on: both write paths, and blocks that straddle the boundary.
+    // In-place writes from 8 KiB on: both write paths, and blocks that straddle the boundary;
+    // and at any offset after 3 commits (appends of a file that commits often).
     EngineSettings {
         log_max: 64 << 10,
         checkpoint_at: 32 << 10,
         in_place_from: 8 << 10,
+        in_place_after_commits: 3,
         logging,
         redo_above_write_share,
     }
