@@ -35,6 +35,7 @@ pub const ENV_CHECKPOINT_AT: &str = "NVMMIO_CHECKPOINT_AT";
 /// (bytes; k, m, g). Default 64k: smaller files are cheaper to log.
 pub const ENV_IN_PLACE_FROM: &str = "NVMMIO_IN_PLACE_FROM";
 pub const ENV_IN_PLACE_AFTER: &str = "NVMMIO_IN_PLACE_AFTER";
+pub const ENV_HYBRID_UNDO_UPTO: &str = "NVMMIO_HYBRID_UNDO_UPTO";
 /// How many files whose last descriptor closed stay served, their logs kept (default 8; 0:
 /// none): a file closed and then unlinked (SQLite's rollback journal, every transaction) is
 /// never checkpointed, and a file closed and opened again is set up once.
@@ -85,6 +86,10 @@ pub const VARIABLES: &[(&str, &str)] = &[
         "hybrid (default): redo or undo logging per file and epoch from its write share; redo; undo (forced)",
     ),
     (ENV_HYBRID_REDO_ABOVE, "hybrid logging: percent of writes above which an epoch uses redo logging (default 40)"),
+    (
+        ENV_HYBRID_UNDO_UPTO,
+        "hybrid logging: 4 epochs in a row of at most this many writes make the next use undo logging (default 8; 0: off)",
+    ),
     (ENV_STATS, "1: each process prints what nvmmio served (calls, bytes logged, commits, checkpoints) at exit"),
     (ENV_TEST_PANIC_IN, "for tests: make nvmmio panic on this syscall (reported once, call forwarded)"),
     (ENV_LIB, "path of libnvmmio.so for `nvmmio run`/`trace` (default: next to the nvmmio binary)"),
@@ -209,6 +214,13 @@ impl Settings {
                     .parse::<u64>()
                     .map_err(|_| format!("{ENV_IN_PLACE_AFTER}={v}: expected a number of commits"))?,
                 None => defaults.in_place_after_commits,
+            },
+            undo_for_epochs_upto: match nonempty(ENV_HYBRID_UNDO_UPTO) {
+                Some(v) => v
+                    .trim()
+                    .parse::<u64>()
+                    .map_err(|_| format!("{ENV_HYBRID_UNDO_UPTO}={v}: expected a number of writes"))?,
+                None => defaults.undo_for_epochs_upto,
             },
             redo_above_write_share: match nonempty(ENV_HYBRID_REDO_ABOVE) {
                 Some(v) => v

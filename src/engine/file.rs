@@ -54,6 +54,9 @@ pub struct EngineSettings {
     /// Hybrid logging: a write share (percent of the calls since the last commit) above this
     /// picks redo logging for the next epoch, else undo.
     pub redo_above_write_share: u8,
+    /// Hybrid logging: [`super::policy::SHORT_RUN`] epochs in a row of at most this many writes
+    /// each pick undo logging for the next (0: the write share alone decides).
+    pub undo_for_epochs_upto: u64,
 }
 
 impl Default for EngineSettings {
@@ -65,6 +68,7 @@ impl Default for EngineSettings {
             in_place_after_commits: 8,
             logging: Logging::Hybrid,
             redo_above_write_share: 40,
+            undo_for_epochs_upto: 8,
         }
     }
 }
@@ -285,7 +289,7 @@ pub struct ManagedFile<M: Medium, S: Storage> {
 impl<M: Medium, S: Storage> ManagedFile<M, S> {
     fn with_log(data: S, log: Log<M>, settings: EngineSettings) -> Result<Self, Errno> {
         let size = data.size()?;
-        let policy = Policy::new(settings.logging, settings.redo_above_write_share);
+        let policy = Policy::new(settings.logging, settings.redo_above_write_share, settings.undo_for_epochs_upto);
         Ok(ManagedFile {
             data,
             log,

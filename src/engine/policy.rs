@@ -1,6 +1,11 @@
 //! The hybrid logging policy: which kind of log each epoch of a file uses, picked at every
 //! commit from the calls the epoch saw (as Libnvmmio does, with the ratio computed so that it
-//! can take values other than 0 and 100).
+//! can take values other than 0 and 100), and, beyond the paper, from how many writes the
+//! epochs had: an fsync after every write or few makes redo logging copy each block into the
+//! file at once anyway (published at the fsync, on the writer's thread), where undo logging
+//! copies its old contents once and commits by emptying the log. Only a run of such epochs
+//! counts: a switch to undo checkpoints first, and a short-lived file (SQLite's rollback
+//! journal: two fsyncs, then closed and unlinked) must not pay for it.
 //!
 //! - **Redo** logging: writes below the committed size go into log blocks; the data file is
 //!   untouched until a checkpoint, and reads of logged blocks look them up in the index. Cheap
@@ -41,12 +46,20 @@ pub enum Mode {
     Undo,
 }
 
+/// Short epochs in a row (see [`Policy::undo_upto`]) that make the next use undo logging.
+pub const SHORT_RUN: u32 = 4;
+
 /// A file's policy state: the setting and the calls counted since the last commit.
 #[derive(Debug)]
 pub struct Policy {
     logging: Logging,
     /// Percent: a write share above it picks redo logging for the next epoch, else undo.
     redo_above: u8,
+    /// [`SHORT_RUN`] epochs in a row of at most this many writes each pick undo logging for
+    /// the next (0: the write share alone decides).
+    undo_upto: u64,
+    /// Short epochs in a row so far.
+    short_run: u32,
     /// Reads since the last decision. Counted under the file's shared lock by any number of
     /// readers at once: a relaxed load and store (no locked instruction on the read path), so
     /// concurrent reads may be counted once; the policy only needs the proportion.
@@ -55,8 +68,15 @@ pub struct Policy {
 }
 
 impl Policy {
-    pub fn new(logging: Logging, redo_above: u8) -> Policy {
-        Policy { logging, redo_above: redo_above.min(100), reads: AtomicU64::new(0), writes: 0 }
+    pub fn new(logging: Logging, redo_above: u8, undo_upto: u64) -> Policy {
+        Policy {
+            logging,
+            redo_above: redo_above.min(100),
+            undo_upto,
+            short_run: 0,
+            reads: AtomicU64::new(0),
+            writes: 0,
+        }
     }
 
     /// The first epoch's logging.
@@ -84,6 +104,8 @@ impl Policy {
     pub fn next(&mut self, current: Mode) -> Mode {
         let reads = self.reads.swap(0, Relaxed);
         let writes = std::mem::take(&mut self.writes);
+        let short = writes > 0 && writes <= self.undo_upto;
+        self.short_run = if short { self.short_run.saturating_add(1) } else { 0 };
         match self.logging {
             Logging::Redo => Mode::Redo,
             Logging::Undo => Mode::Undo,
@@ -91,7 +113,8 @@ impl Policy {
             // In u128: no overflow, and no integer division before the comparison (the
             // original's ratio was always 0 or 100).
             Logging::Hybrid => {
-                if writes as u128 * 100 > self.redo_above as u128 * (reads as u128 + writes as u128) {
+                let write_heavy = writes as u128 * 100 > self.redo_above as u128 * (reads as u128 + writes as u128);
+                if write_heavy && self.short_run < SHORT_RUN {
                     Mode::Redo
                 } else {
                     Mode::Undo
@@ -106,7 +129,11 @@ mod tests {
     use super::*;
 
     fn decide(logging: Logging, reads: u64, writes: u64, current: Mode) -> Mode {
-        let mut p = Policy::new(logging, 40);
+        decide_with(logging, 0, reads, writes, current)
+    }
+
+    fn decide_with(logging: Logging, undo_upto: u64, reads: u64, writes: u64, current: Mode) -> Mode {
+        let mut p = Policy::new(logging, 40, undo_upto);
         for _ in 0..reads {
             p.note_read();
         }
@@ -130,9 +157,36 @@ mod tests {
         assert_eq!(decide(Logging::Undo, 0, 100, Undo), Undo);
     }
 
+    /// The decisions after epochs of these many writes each (no reads).
+    fn decisions(undo_upto: u64, epochs: &[u64]) -> Vec<Mode> {
+        let mut p = Policy::new(Logging::Hybrid, 40, undo_upto);
+        let mut mode = Mode::Redo;
+        epochs
+            .iter()
+            .map(|&writes| {
+                for _ in 0..writes {
+                    p.note_write();
+                }
+                mode = p.next(mode);
+                mode
+            })
+            .collect()
+    }
+
+    #[test]
+    fn runs_of_short_epochs_pick_undo() {
+        use Mode::*;
+        assert_eq!(decisions(4, &[1, 1, 1, 1, 1]), [Redo, Redo, Redo, Undo, Undo], "an fsync after each write");
+        assert_eq!(decisions(4, &[4, 4, 4, 4, 5, 1]), [Redo, Redo, Redo, Undo, Redo, Redo], "a long epoch ends a run");
+        assert_eq!(decisions(4, &[2, 1]), [Redo, Redo], "a journal's two fsyncs: no switch");
+        assert_eq!(decisions(0, &[1, 1, 1, 1, 1]), [Redo; 5], "off");
+        assert_eq!(decide_with(Logging::Hybrid, 4, 100, 50, Redo), Undo, "read-heavy: undo as before");
+        assert_eq!(decide_with(Logging::Redo, 4, 0, 1, Redo), Redo, "forced settings never switch");
+    }
+
     #[test]
     fn counts_start_afresh_at_each_decision() {
-        let mut p = Policy::new(Logging::Hybrid, 40);
+        let mut p = Policy::new(Logging::Hybrid, 40, 0);
         for _ in 0..10 {
             p.note_read();
         }

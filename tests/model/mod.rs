@@ -61,6 +61,7 @@ pub fn settings_for(logging: Logging, redo_above_write_share: u8) -> EngineSetti
         in_place_after_commits: 3,
         logging,
         redo_above_write_share,
+        undo_for_epochs_upto: 2,
     }
 }
 

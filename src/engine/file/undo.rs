@@ -217,7 +217,8 @@ mod tests {
 
     #[test]
     fn hybrid_switches_by_the_write_share() {
-        let settings = EngineSettings { logging: Logging::Hybrid, ..undo_settings() };
+        // The write share alone (short epochs would pick undo too).
+        let settings = EngineSettings { logging: Logging::Hybrid, undo_for_epochs_upto: 0, ..undo_settings() };
         let (mut f, _) = File::open(SimStorage::with_contents(&[1u8; 8192]), SimMedium::new(4096), settings).unwrap();
         assert_eq!(f.mode(), Mode::Redo);
         f.write(0, b"x").unwrap();
