@@ -104,8 +104,12 @@ impl Policy {
     pub fn next(&mut self, current: Mode) -> Mode {
         let reads = self.reads.swap(0, Relaxed);
         let writes = std::mem::take(&mut self.writes);
-        let short = writes > 0 && writes <= self.undo_upto;
-        self.short_run = if short { self.short_run.saturating_add(1) } else { 0 };
+        // An epoch without writes (another thread's fsync committed them, say) neither extends
+        // nor ends a run: two threads writing with an fsync each see every other epoch empty.
+        if writes > 0 {
+            let short = writes <= self.undo_upto;
+            self.short_run = if short { self.short_run.saturating_add(1) } else { 0 };
+        }
         match self.logging {
             Logging::Redo => Mode::Redo,
             Logging::Undo => Mode::Undo,
@@ -180,6 +184,11 @@ mod tests {
         assert_eq!(decisions(4, &[4, 4, 4, 4, 5, 1]), [Redo, Redo, Redo, Undo, Redo, Redo], "a long epoch ends a run");
         assert_eq!(decisions(4, &[2, 1]), [Redo, Redo], "a journal's two fsyncs: no switch");
         assert_eq!(decisions(0, &[1, 1, 1, 1, 1]), [Redo; 5], "off");
+        assert_eq!(
+            decisions(4, &[2, 0, 2, 0, 2, 0, 2, 0]),
+            [Redo, Redo, Redo, Redo, Redo, Redo, Undo, Undo],
+            "empty epochs (two threads, an fsync each) neither end nor extend a run"
+        );
         assert_eq!(decide_with(Logging::Hybrid, 4, 100, 50, Redo), Undo, "read-heavy: undo as before");
         assert_eq!(decide_with(Logging::Redo, 4, 0, 1, Redo), Redo, "forced settings never switch");
     }
