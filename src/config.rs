@@ -197,6 +197,10 @@ impl Settings {
             Some(v) => parse_size(&v).ok_or_else(|| format!("{name}={v}: expected a size like 64m")),
             None => Ok(default),
         };
+        let count_var = |name: &str, default: u64, what: &str| match nonempty(name) {
+            Some(v) => v.trim().parse::<u64>().map_err(|_| format!("{name}={v}: expected a number of {what}")),
+            None => Ok(default),
+        };
         let defaults = EngineSettings::default();
         let engine = EngineSettings {
             log_max: size_var(ENV_LOG_MAX, defaults.log_max)?,
@@ -208,20 +212,8 @@ impl Settings {
                 }
                 None => defaults.logging,
             },
-            in_place_after_commits: match nonempty(ENV_IN_PLACE_AFTER) {
-                Some(v) => v
-                    .trim()
-                    .parse::<u64>()
-                    .map_err(|_| format!("{ENV_IN_PLACE_AFTER}={v}: expected a number of commits"))?,
-                None => defaults.in_place_after_commits,
-            },
-            undo_for_epochs_upto: match nonempty(ENV_HYBRID_UNDO_UPTO) {
-                Some(v) => v
-                    .trim()
-                    .parse::<u64>()
-                    .map_err(|_| format!("{ENV_HYBRID_UNDO_UPTO}={v}: expected a number of writes"))?,
-                None => defaults.undo_for_epochs_upto,
-            },
+            in_place_after_commits: count_var(ENV_IN_PLACE_AFTER, defaults.in_place_after_commits, "commits")?,
+            undo_for_epochs_upto: count_var(ENV_HYBRID_UNDO_UPTO, defaults.undo_for_epochs_upto, "writes")?,
             redo_above_write_share: match nonempty(ENV_HYBRID_REDO_ABOVE) {
                 Some(v) => v
                     .trim()
@@ -302,6 +294,9 @@ mod tests {
         assert_eq!(s.engine.log_max, 16 << 20);
         assert_eq!(s.engine.checkpoint_at, 4096);
         assert!(settings(&[(ENV_LOG_MAX, "lots")]).is_err());
+        let counts = settings(&[(ENV_IN_PLACE_AFTER, "3"), (ENV_HYBRID_UNDO_UPTO, "0")]).unwrap();
+        assert_eq!((counts.engine.in_place_after_commits, counts.engine.undo_for_epochs_upto), (3, 0));
+        assert!(settings(&[(ENV_HYBRID_UNDO_UPTO, "few")]).is_err());
         assert_eq!(s.engine.logging, Logging::Hybrid);
         assert_eq!(s.engine.redo_above_write_share, 40);
         let s = settings(&[(ENV_LOGGING, "undo"), (ENV_HYBRID_REDO_ABOVE, "75")]).unwrap();
