@@ -564,6 +564,9 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         }
         let end = offset.checked_add(len as u64).filter(|&e| e <= i64::MAX as u64).ok_or(Errno(libc::EFBIG))?;
         self.policy.note_write();
+        if offset < self.committed_size {
+            self.policy.note_overwrite();
+        }
         if self.mode == Mode::Undo {
             return self.write_undo(offset, len, fill);
         }

@@ -60,6 +60,8 @@ pub struct Policy {
     undo_upto: u64,
     /// Short epochs in a row so far.
     short_run: u32,
+    /// Writes since the last decision that changed bytes below the committed size.
+    overwrites: u64,
     /// Reads since the last decision. Counted under the file's shared lock by any number of
     /// readers at once: a relaxed load and store (no locked instruction on the read path), so
     /// concurrent reads may be counted once; the policy only needs the proportion.
@@ -74,6 +76,7 @@ impl Policy {
             redo_above: redo_above.min(100),
             undo_upto,
             short_run: 0,
+            overwrites: 0,
             reads: AtomicU64::new(0),
             writes: 0,
         }
@@ -99,14 +102,24 @@ impl Policy {
         self.writes += 1;
     }
 
+    /// A write that changes bytes below the committed size (an overwrite: appends go in place
+    /// under either logging, so only overwrites tell the two apart).
+    #[inline]
+    pub fn note_overwrite(&mut self) {
+        self.overwrites += 1;
+    }
+
     /// At an epoch boundary: the next epoch's logging, given the current one; starts counting
     /// afresh. An epoch with no calls keeps the current logging.
     pub fn next(&mut self, current: Mode) -> Mode {
         let reads = self.reads.swap(0, Relaxed);
         let writes = std::mem::take(&mut self.writes);
-        // An epoch without writes (another thread's fsync committed them, say) neither extends
-        // nor ends a run: two threads writing with an fsync each see every other epoch empty.
-        if writes > 0 {
+        let overwrites = std::mem::take(&mut self.overwrites);
+        // An epoch without overwrites (appends only, or another thread's fsync committed the
+        // writes) neither extends nor ends a run: two threads writing with an fsync each see
+        // every other epoch empty, and a log appended with an fsync each (RocksDB's, synced)
+        // gains nothing from undo logging (measured: 6-12% slower).
+        if overwrites > 0 {
             let short = writes <= self.undo_upto;
             self.short_run = if short { self.short_run.saturating_add(1) } else { 0 };
         }
@@ -170,6 +183,7 @@ mod tests {
             .map(|&writes| {
                 for _ in 0..writes {
                     p.note_write();
+                    p.note_overwrite();
                 }
                 mode = p.next(mode);
                 mode
@@ -184,6 +198,11 @@ mod tests {
         assert_eq!(decisions(4, &[4, 4, 4, 4, 5, 1]), [Redo, Redo, Redo, Undo, Redo, Redo], "a long epoch ends a run");
         assert_eq!(decisions(4, &[2, 1]), [Redo, Redo], "a journal's two fsyncs: no switch");
         assert_eq!(decisions(0, &[1, 1, 1, 1, 1]), [Redo; 5], "off");
+        let mut appends = Policy::new(Logging::Hybrid, 40, 4);
+        for _ in 0..6 {
+            appends.note_write();
+            assert_eq!(appends.next(Redo), Redo, "appends only: no run");
+        }
         assert_eq!(
             decisions(4, &[2, 0, 2, 0, 2, 0, 2, 0]),
             [Redo, Redo, Redo, Redo, Redo, Redo, Undo, Undo],
