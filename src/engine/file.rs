@@ -1,9 +1,9 @@
 //! One managed file: the data file (a [`Storage`]) plus its redo log and block index. A write
 //! below the committed size lands in log slots (one per 4 KiB block of the file it touches, the
 //! new ones of a write in one record; a block already logged in the current epoch is updated in
-//! place, so rewriting the same data costs no log space); a write at or past the committed size, on a block with nothing logged,
-//! goes straight into the data file (recovery cuts the file back to the committed size, so
-//! nothing there needs an undo copy: appends cost one copy). Reads take each block from the log
+//! place, so rewriting the same data costs no log space); a write at or past the committed size,
+//! on a block with nothing logged, goes straight into the data file (recovery cuts the file back
+//! to the committed size, so nothing there needs an undo copy: appends cost one copy). Reads take each block from the log
 //! or the data file; `sync` seals and commits the epoch; `checkpoint` writes the latest block
 //! of each into the data file and empties the log. Opening a file recovers it first.
 //!
@@ -682,8 +682,6 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
                         Ok(())
                     })?;
                 }
-                // The record's blocks the write did not reach are replayed with it: they get
-                // their current contents, and reads and later writes go to them.
                 if let Some(r) = record.filter(|r| r.next < r.blocks) {
                     // The record's blocks the write did not reach are cut away from it.
                     if let Some(filler) = self.log.shorten(r.pos, r.next * BLOCK) {
@@ -912,7 +910,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
     /// back to back holds it nearly all the time.
     pub fn take_back_applied(&mut self) -> Result<(), Errno> {
         match &self.frozen {
-            Some(f) if f.applied.load(Acquire) => self.settle_frozen(),
+            Some(f) if f.is_applied() => self.settle_frozen(),
             _ => Ok(()),
         }
     }
@@ -925,7 +923,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
     /// background.
     pub fn background_behind(&self) -> Option<Arc<Frozen<M>>> {
         let f = self.frozen.as_ref()?;
-        let behind = !f.applied.load(Acquire) && self.log.used() >= self.settings.checkpoint_at;
+        let behind = !f.is_applied() && self.log.used() >= self.settings.checkpoint_at;
         behind.then(|| f.clone())
     }
 
