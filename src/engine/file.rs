@@ -15,16 +15,17 @@
 //! `sync` covered, plus possibly whole later writes (a checkpoint commits first), never part of
 //! a write.
 
+mod shared;
 mod undo;
 
 use undo::roll_back;
 
-use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::HashSet;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::{Acquire, Release};
 use std::sync::Arc;
 
+use super::index::{BlockHash, BlockIndex, Slot};
 use super::log::{Found, Log, OpenError, Opened};
 use super::policy::{Logging, Mode, Policy};
 use super::record::{Kind, BLOCK, RECORD_HEADER_LEN};
@@ -103,27 +104,6 @@ pub struct Recovered {
     pub rolled_back: usize,
 }
 
-/// Where a block's latest contents are in the log.
-#[derive(Clone, Copy, Debug)]
-struct Slot {
-    pos: u64,
-    /// Writable in place while this equals the file's current `era` (same epoch, no truncate
-    /// since): older slots are committed, or ordered before a truncate, and never change.
-    era: u64,
-    /// Copied into the data file at an fsync (see [`ManagedFile::publish_epoch`]): a
-    /// checkpoint has nothing left to write for it.
-    published: bool,
-    /// The slot is the record's `nth` block: the record's data starts `nth` blocks before.
-    nth: u16,
-}
-
-impl Slot {
-    /// Where the data of the record holding this slot starts.
-    fn record_pos(&self) -> u64 {
-        self.pos - self.nth as u64 * BLOCK
-    }
-}
-
 /// A record of new slots a write is filling: `blocks` consecutive blocks of the file, from
 /// log position `pos`; the first `next` are taken.
 #[derive(Clone, Copy)]
@@ -137,30 +117,17 @@ struct NewRecord {
 /// write takes several.
 const RECORD_BLOCKS_MAX: u64 = 512;
 
-/// Block numbers need no mixing to be spread: the hash is the block number itself, so that
-/// consecutive blocks (a large write, a sequential pass) fall into consecutive buckets and their
-/// inserts and lookups share cache lines, with a multiplicative hash in the top 7 bits, which
-/// hashbrown keeps as each entry's tag (equal tags would make every probe compare keys).
-#[derive(Default)]
-struct BlockHasher(u64);
-
-impl Hasher for BlockHasher {
-    fn finish(&self) -> u64 {
-        self.0
+/// How many blocks from `block` (which takes a new slot) up to `last` one record holds: those
+/// that follow it and take new slots too (`needs_slot`), at most [`RECORD_BLOCKS_MAX`].
+fn new_slot_run(block: u64, last: u64, mut needs_slot: impl FnMut(u64) -> bool) -> u64 {
+    let mut blocks = 1;
+    while blocks < RECORD_BLOCKS_MAX && block + blocks <= last && needs_slot(block + blocks) {
+        blocks += 1;
     }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 ^ b as u64).wrapping_mul(0x100_0000_01b3);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        const TAG: u64 = 0x7f << 57;
-        self.0 = (n.wrapping_mul(0x9e37_79b9_7f4a_7c15) & TAG) | (n & !TAG);
-    }
+    blocks
 }
 
-type Index = HashMap<u64, Slot, BuildHasherDefault<BlockHasher>>;
-type BlockSet = HashSet<u64, BuildHasherDefault<BlockHasher>>;
+type BlockSet = HashSet<u64, BlockHash>;
 
 /// Writes a run of consecutive pieces of a file from an offset (see [`Frozen::apply`]).
 pub type RunWriter<'a> = dyn FnMut(u64, &[&[u8]]) -> Result<(), Errno> + 'a;
@@ -246,12 +213,9 @@ impl<M: Medium> Frozen<M> {
 pub struct ManagedFile<M: Medium, S: Storage> {
     data: S,
     log: Log<M>,
-    /// Block number -> its latest contents in the log.
-    index: Index,
-    /// Records made in the current epoch (their data positions), to be sealed at commit.
-    unsealed: Vec<u64>,
-    /// (block, slot) of every new slot of the current epoch (published at its fsync).
-    epoch_blocks: Vec<(u64, u64)>,
+    /// Block number -> its latest contents in the log; also the epoch's records to seal and
+    /// new slots to publish.
+    index: BlockIndex,
     /// The file's size as the program sees it.
     size: u64,
     /// The size recovery would give now (the last commit's, or the log's base size). Bytes of
@@ -293,9 +257,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         Ok(ManagedFile {
             data,
             log,
-            index: Index::default(),
-            unsealed: Vec::new(),
-            epoch_blocks: Vec::new(),
+            index: BlockIndex::default(),
             size,
             committed_size: size,
             in_place_dirty: false,
@@ -445,8 +407,8 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         }
         let end = data_len.div_ceil(BLOCK);
         let frozen = self.frozen.as_ref().map_or(&[][..], |f| &f.blocks[..]);
-        let logged_past = self.index.keys().filter(|&&b| b >= end).count()
-            + frozen.iter().filter(|&&(b, _)| b >= end && !self.index.contains_key(&b)).count();
+        let mut logged_past = frozen.iter().filter(|&&(b, _)| b >= end && !self.index.contains(b)).count();
+        self.index.for_each(|b, _| logged_past += (b >= end) as usize);
         data_blocks.saturating_sub(padding) + logged_past as u64 * (BLOCK / 512)
     }
 
@@ -501,10 +463,11 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         // Runs of blocks that are not in the log go to the data file in one piece.
         let mut base_from = offset;
         let mut pos = offset;
+        let mut index = self.index.reader();
         while pos < end {
             let block = pos / BLOCK;
             let chunk_end = ((block + 1) * BLOCK).min(end);
-            let logged = match self.index.get(&block) {
+            let logged = match index.get(block) {
                 Some(slot) => Some((&self.log, slot.pos)),
                 None => self.frozen.as_ref().and_then(|f| Some((&f.log, f.slot(block)?))),
             };
@@ -631,22 +594,16 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
             }
             let to = end.min(block_start + BLOCK);
             let n = (to - from) as usize;
-            let (slot, fresh) = match self.index.get(&block).copied() {
+            let (slot, fresh) = match self.index.get(block) {
                 Some(s) if s.era == self.era => (s.pos, None),
                 _ => {
                     if record.as_ref().is_none_or(|r| r.next >= r.blocks) {
                         // One record for the run of blocks from here that take new slots (a
                         // large write is one header and one contiguous copy).
-                        let mut blocks = 1;
-                        while blocks < RECORD_BLOCKS_MAX
-                            && block + blocks <= last
-                            && self.needs_new_slot(block + blocks, (block + blocks) * BLOCK)
-                        {
-                            blocks += 1;
-                        }
+                        let blocks = new_slot_run(block, last, |b| self.needs_new_slot(b, b * BLOCK));
                         let len = (blocks * BLOCK) as usize;
                         let pos = self.log.allocate(Kind::Block, block_start, self.epoch, len)?;
-                        self.unsealed.push(pos);
+                        self.index.push_unsealed(pos);
                         record = Some(NewRecord { pos, blocks, next: 0 });
                     }
                     let r = record.as_mut().expect("allocated above");
@@ -654,7 +611,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
                     let nth = r.next as u16;
                     r.next += 1;
                     let old = self.index.insert(block, Slot { pos, era: self.era, published: false, nth });
-                    self.epoch_blocks.push((block, pos));
+                    self.index.push_epoch_block(block, pos);
                     // Start from the block's current contents unless the write covers it all.
                     let whole = n as u64 == BLOCK;
                     if !whole {
@@ -685,7 +642,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
                 if let Some(r) = record.filter(|r| r.next < r.blocks) {
                     // The record's blocks the write did not reach are cut away from it.
                     if let Some(filler) = self.log.shorten(r.pos, r.next * BLOCK) {
-                        self.unsealed.push(filler);
+                        self.index.push_unsealed(filler);
                     }
                 }
                 break;
@@ -703,7 +660,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
     fn goes_in_place(&self, block: u64, from: u64) -> bool {
         from >= self.committed_size
             && (from >= self.settings.in_place_from || self.appends_in_place())
-            && !self.index.contains_key(&block)
+            && !self.index.contains(block)
             && self.frozen.as_ref().is_none_or(|f| f.slot(block).is_none())
     }
 
@@ -722,7 +679,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
     fn allocate_logged_gap(&mut self, at: u64, writing: u64) -> Result<(), Errno> {
         let data_len = self.data.size()?;
         let logged = |b: &u64| {
-            *b >= writing || self.index.contains_key(b) || self.frozen.as_ref().is_some_and(|f| f.slot(*b).is_some())
+            *b >= writing || self.index.contains(*b) || self.frozen.as_ref().is_some_and(|f| f.slot(*b).is_some())
         };
         if data_len < at && (data_len / BLOCK..at / BLOCK).all(|b| logged(&b)) {
             self.data.prepare_bulk(&[(data_len, at)])?;
@@ -736,12 +693,25 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
     }
 
     fn writable_in_place(&self, block: u64) -> bool {
-        self.index.get(&block).is_some_and(|s| s.era == self.era)
+        self.index.get(block).is_some_and(|s| s.era == self.era)
     }
 
     /// Fills the new slot at `pos` with block `block`'s contents as they are now (from its
     /// previous slot, else the data file, zeros past what is valid).
     fn copy_current_block(&mut self, block: u64, old: Option<Slot>, pos: u64) -> Result<(), Errno> {
+        if old.is_none() {
+            self.data.prepare_reads()?;
+        }
+        let buf = self.current_block(block, old)?;
+        self.log.fill(pos, BLOCK as usize, &mut |dst| {
+            dst.copy_from_slice(&buf);
+            Ok(())
+        })
+    }
+
+    /// Block `block`'s contents as they are now: from its previous slot `old`, else a frozen
+    /// log, else the data file (whose reads must be ready), zeros past what is valid.
+    fn current_block(&self, block: u64, old: Option<Slot>) -> Result<[u8; BLOCK as usize], Errno> {
         let mut buf = [0u8; BLOCK as usize];
         match old {
             Some(s) => buf.copy_from_slice(self.log.bytes(s.pos, BLOCK as usize)),
@@ -749,15 +719,11 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
                 Some((f, slot_pos)) => buf.copy_from_slice(f.log.bytes(slot_pos, BLOCK as usize)),
                 // Past the data file's end the block reads as zeros.
                 None => {
-                    self.data.prepare_reads()?;
                     self.data.read_at(block * BLOCK, &mut buf)?;
                 }
             },
         }
-        self.log.fill(pos, BLOCK as usize, &mut |dst| {
-            dst.copy_from_slice(&buf);
-            Ok(())
-        })
+        Ok(buf)
     }
 
     /// Sets the size: bytes beyond it are gone, a later extension reads zeros.
@@ -787,7 +753,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
             self.log.reset(Some(size))?;
             return Ok(());
         }
-        if !size.is_multiple_of(BLOCK) && self.index.contains_key(&(size / BLOCK)) {
+        if !size.is_multiple_of(BLOCK) && self.index.contains(size / BLOCK) {
             // The logged block that now ends the file loses its tail, like a write of zeros.
             let tail = (BLOCK - size % BLOCK).min(self.size - size) as usize;
             self.write_with(size, tail, &mut |dst| {
@@ -805,7 +771,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         let cut_from = size.div_ceil(BLOCK);
         // (record, its first block) of every record holding a block past the cut.
         let mut cut = Vec::new();
-        self.index.retain(|&b, slot| {
+        self.index.retain(|b, slot| {
             if b < cut_from {
                 return true;
             }
@@ -820,7 +786,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
                 0 => self.log.void(record),
                 kept => {
                     if let Some(filler) = self.log.shorten(record, kept * BLOCK) {
-                        self.unsealed.push(filler);
+                        self.index.push_unsealed(filler);
                     }
                 }
             }
@@ -848,7 +814,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
     }
 
     fn sync_redo(&mut self) -> Result<(), Errno> {
-        let mut epoch = std::mem::take(&mut self.epoch_blocks);
+        let mut epoch = self.index.take_epoch_blocks();
         self.commit()?;
         if self.unpublished {
             // An earlier fsync failed publishing (ENOSPC, EIO): every committed block not in
@@ -889,8 +855,6 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         self.data.sync()?;
         self.log.reset(Some(self.size))?;
         self.index.clear();
-        self.unsealed.clear();
-        self.epoch_blocks.clear();
         self.committed_size = self.size;
         Ok(())
     }
@@ -927,6 +891,15 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         behind.then(|| f.clone())
     }
 
+    /// Whether a writer sharing the file must take it alone after its write, for
+    /// [`ManagedFile::background_behind`], [`ManagedFile::take_back_applied`] or
+    /// [`ManagedFile::wants_background_checkpoint`].
+    pub fn background_due(&self) -> bool {
+        let behind_or_applied =
+            self.frozen.as_ref().is_some_and(|f| f.is_applied() || self.log.used() >= self.settings.checkpoint_at);
+        behind_or_applied || self.wants_background_checkpoint()
+    }
+
     /// Whether the log is due for a checkpoint and one can start in the background now.
     pub fn wants_background_checkpoint(&self) -> bool {
         self.mode == Mode::Redo && self.log.used() >= self.settings.checkpoint_at && self.frozen.is_none()
@@ -949,13 +922,12 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         stats::CHECKPOINTS.fetch_add(1, Relaxed);
         stats::note_log_used(self.log.used());
         let log = std::mem::replace(&mut self.log, next);
-        let mut all: Vec<(u64, Slot)> = self.index.drain().collect();
+        let mut all = self.index.drain();
         all.sort_unstable_by_key(|&(b, _)| b);
         let blocks: Vec<(u64, u64)> = all.iter().map(|&(b, s)| (b, s.pos)).collect();
         // Published blocks are in the data file already.
         let to_apply = all.iter().filter(|(_, s)| !s.published).map(|&(b, s)| (b, s.pos)).collect();
-        self.unsealed.clear();
-        self.epoch_blocks.clear();
+        self.index.clear_epoch();
         let frozen = Arc::new(Frozen {
             log,
             blocks,
@@ -1035,10 +1007,12 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         }
         // Blocks committed since then were published before the frozen (older) contents went
         // in: publish them again.
-        let mut newer: Vec<(u64, u64)> = (self.index.iter())
-            .filter(|&(&block, slot)| self.log.is_committed(slot.pos) && frozen.slot(block).is_some())
-            .map(|(&block, slot)| (block, slot.pos))
-            .collect();
+        let mut newer = Vec::new();
+        self.index.for_each(|block, slot| {
+            if self.log.is_committed(slot.pos) && frozen.slot(block).is_some() {
+                newer.push((block, slot.pos));
+            }
+        });
         self.publish(&mut newer)?;
         // Everything it held must be durable in the data file before the log is voided.
         self.data.sync()?;
@@ -1056,10 +1030,9 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
                 self.data.sync()?;
                 self.in_place_dirty = false;
             }
-            self.log.commit(self.epoch, self.size, &self.unsealed)?;
+            self.log.commit(self.epoch, self.size, &self.index.unsealed())?;
             self.committed_size = self.size;
-            self.unsealed.clear();
-            self.epoch_blocks.clear();
+            self.index.clear_epoch();
             self.commits += 1;
             stats::count(&stats::COMMITS, 1);
             stats::note_log_used(self.log.used());
@@ -1074,7 +1047,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
     /// file through the kernel see what the fsync covered when it returns. Reads here still
     /// come from the log. (Other commits, before checkpoints, need not: those copy everything.)
     fn publish_epoch(&mut self, mut blocks: Vec<(u64, u64)>) -> Result<(), Errno> {
-        blocks.retain(|(block, pos)| self.index.get(block).is_some_and(|s| s.pos == *pos));
+        blocks.retain(|&(block, pos)| self.index.get(block).is_some_and(|s| s.pos == pos));
         self.publish(&mut blocks)?;
         if self.data.size()? < self.committed_size {
             // Grown without data (a truncate upwards, or a write past a hole's end).
@@ -1092,7 +1065,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         write_blocks(&mut self.data, &self.log, blocks, self.committed_size)?;
         stats::count(&stats::BLOCKS_PUBLISHED, blocks.len() as u64);
         for (block, pos) in blocks.iter() {
-            if let Some(slot) = self.index.get_mut(block).filter(|s| s.pos == *pos) {
+            if let Some(slot) = self.index.get_mut(*block).filter(|s| s.pos == *pos) {
                 slot.published = true;
             }
         }
@@ -1153,7 +1126,13 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
 
     /// (block, slot) of every logged block the data file does not hold yet.
     fn unpublished_blocks(&self) -> Vec<(u64, u64)> {
-        self.index.iter().filter(|(_, s)| !s.published).map(|(&b, s)| (b, s.pos)).collect()
+        let mut blocks = Vec::new();
+        self.index.for_each(|b, s| {
+            if !s.published {
+                blocks.push((b, s.pos));
+            }
+        });
+        blocks
     }
 
     /// Sets the data file to the size, cutting the room kept for appends (in it, or reserved

@@ -22,6 +22,8 @@
 use super::record::*;
 use crate::persist::Medium;
 use crate::sys::Errno;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
 
 /// Fills an undo image: `read(file offset, destination)` (see [`Log::save_undo`]).
 pub type ImageReader<'a> = dyn FnMut(u64, &mut [u8]) -> Result<(), Errno> + 'a;
@@ -37,8 +39,9 @@ pub struct Found {
 pub struct Log<M: Medium> {
     medium: M,
     generation: u32,
-    /// Where the next record goes.
-    tail: u64,
+    /// Where the next record goes. Atomic for writers sharing the file, who take room
+    /// with [`Log::reserve_shared`]; everything else holds the log alone.
+    tail: AtomicU64,
     /// End of the last commit record: everything before it is durable and committed.
     committed_tail: u64,
     /// As found by [`Log::open`]: end of the last record recovery uses (commit or undo).
@@ -117,7 +120,7 @@ impl<M: Medium> Log<M> {
         let mut log = Log {
             medium,
             generation: previous.max(after),
-            tail: LOG_HEADER_LEN,
+            tail: AtomicU64::new(LOG_HEADER_LEN),
             committed_tail: LOG_HEADER_LEN,
             needed_tail: LOG_HEADER_LEN,
             max_len,
@@ -179,7 +182,7 @@ impl<M: Medium> Log<M> {
         let mut log = Log {
             medium,
             generation,
-            tail: LOG_HEADER_LEN,
+            tail: AtomicU64::new(LOG_HEADER_LEN),
             committed_tail: LOG_HEADER_LEN,
             needed_tail: LOG_HEADER_LEN,
             max_len,
@@ -190,12 +193,12 @@ impl<M: Medium> Log<M> {
         };
         let mut found = Vec::new();
         let mut committed = 0;
-        while let Some(record) = log.record_at(log.tail) {
-            log.tail = record.data_pos - RECORD_HEADER_LEN + record.header.size();
+        while let Some(record) = log.record_at(log.tail()) {
+            log.set_tail(record.data_pos - RECORD_HEADER_LEN + record.header.size());
             found.push(record);
             if record.header.kind == Kind::Commit {
                 committed = found.len();
-                log.committed_tail = log.tail;
+                log.committed_tail = log.tail();
             }
         }
         let discarded = found.len() - committed;
@@ -204,7 +207,7 @@ impl<M: Medium> Log<M> {
         log.needed_tail = undo.last().map_or(log.committed_tail, |r| r.data_pos + r.header.size() - RECORD_HEADER_LEN);
         found.truncate(committed);
         // New records go right after the last commit: the uncommitted ones are dropped.
-        log.tail = log.committed_tail;
+        log.set_tail(log.committed_tail);
         Ok(Opened { log, committed: found, discarded, undo, base_size })
     }
 
@@ -229,6 +232,14 @@ impl<M: Medium> Log<M> {
         header.check(crc, &data).then_some(Found { header, data_pos })
     }
 
+    fn tail(&self) -> u64 {
+        self.tail.load(Relaxed)
+    }
+
+    fn set_tail(&mut self, tail: u64) {
+        *self.tail.get_mut() = tail;
+    }
+
     pub fn generation(&self) -> u32 {
         self.generation
     }
@@ -246,7 +257,7 @@ impl<M: Medium> Log<M> {
 
     /// Bytes of records since the last reset.
     pub fn used(&self) -> u64 {
-        self.tail - LOG_HEADER_LEN
+        self.tail() - LOG_HEADER_LEN
     }
 
     /// Whether the record whose data starts at `data_pos` is committed.
@@ -256,12 +267,12 @@ impl<M: Medium> Log<M> {
 
     /// Whether records were appended since the last commit.
     pub fn has_uncommitted(&self) -> bool {
-        self.tail > self.committed_tail
+        self.tail() > self.committed_tail
     }
 
     /// Whether a record of `len` data bytes fits without growing past the limit.
     pub fn fits(&self, len: u64) -> bool {
-        self.tail + RECORD_HEADER_LEN + len.next_multiple_of(8) <= self.limit()
+        self.tail() + RECORD_HEADER_LEN + len.next_multiple_of(8) <= self.limit()
     }
 
     fn limit(&self) -> u64 {
@@ -272,13 +283,13 @@ impl<M: Medium> Log<M> {
     /// limit, until the next reset (which gives the room back): a single write larger than
     /// the log's limit is logged whole, as atomic as any other, rather than refused.
     pub fn allow_oversized(&mut self, bytes: u64) {
-        self.oversized_to = self.tail + bytes + 2 * RECORD_HEADER_LEN;
+        self.oversized_to = self.tail() + bytes + 2 * RECORD_HEADER_LEN;
     }
 
     /// Grows the medium so that `bytes` more fit after the tail (doubling if it can, else
     /// exactly): ENOSPC now rather than in the middle of a write.
     pub fn reserve(&mut self, bytes: u64) -> Result<(), Errno> {
-        let end = self.tail + bytes;
+        let end = self.tail() + bytes;
         if end <= self.medium.len() {
             return Ok(());
         }
@@ -308,7 +319,7 @@ impl<M: Medium> Log<M> {
         let data_pos = self.allocate(kind, offset, epoch, len)?;
         if let Err(e) = self.medium.write_with(data_pos, len, fill) {
             // Nothing was stored: the unsealed header past the tail is never read.
-            self.tail = data_pos - RECORD_HEADER_LEN;
+            self.set_tail(data_pos - RECORD_HEADER_LEN);
             return Err(e);
         }
         // Sealed last: a record is complete, or invisible to recovery.
@@ -320,16 +331,8 @@ impl<M: Medium> Log<M> {
     /// by [`Log::commit`]; until then its checksum is unset and the record is invisible to
     /// recovery. Returns the position of its data.
     pub fn allocate(&mut self, kind: Kind, offset: u64, epoch: u32, len: usize) -> Result<u64, Errno> {
-        let len32 = u32::try_from(len).map_err(|_| Errno(libc::EFBIG))?;
-        let header = RecordHeader {
-            kind,
-            len: len32,
-            offset,
-            generation: self.generation,
-            epoch,
-            header_only_crc: !self.medium.checks_data(),
-        };
-        let end = self.tail + header.size();
+        let header = self.header(kind, offset, epoch, len)?;
+        let end = self.tail() + header.size();
         if end > self.medium.len() {
             if end > self.limit() {
                 return Err(Errno(libc::ENOSPC));
@@ -338,10 +341,80 @@ impl<M: Medium> Log<M> {
             self.medium.grow(want).or_else(|_| self.medium.grow(end))?;
         }
         // Not valid until sealed: a crash before the commit finds a bad checksum and stops.
-        self.medium.write(self.tail, &header.encode_unsealed());
-        let data_pos = self.tail + RECORD_HEADER_LEN;
-        self.tail = end;
+        self.medium.write(self.tail(), &header.encode_unsealed());
+        let data_pos = self.tail() + RECORD_HEADER_LEN;
+        self.set_tail(end);
         Ok(data_pos)
+    }
+
+    fn header(&self, kind: Kind, offset: u64, epoch: u32, len: usize) -> Result<RecordHeader, Errno> {
+        Ok(RecordHeader {
+            kind,
+            len: u32::try_from(len).map_err(|_| Errno(libc::EFBIG))?,
+            offset,
+            generation: self.generation,
+            epoch,
+            header_only_crc: !self.medium.checks_data(),
+        })
+    }
+
+    /// Takes `bytes` of room at the tail for a writer sharing the log with others, who lays
+    /// its records out there ([`Log::place_record`]); returns where the room starts. Never
+    /// grows the medium: `None` if the room, and a commit record after it, do not fit as it is
+    /// (or the medium takes no shared stores); the caller then takes the log alone.
+    pub fn reserve_shared(&self, bytes: u64) -> Option<u64> {
+        if !self.medium.takes_shared_stores() {
+            return None;
+        }
+        let room = self.medium.len().min(self.limit());
+        let fits = |tail: u64| (tail + bytes + RECORD_HEADER_LEN <= room).then_some(tail + bytes);
+        self.tail.fetch_update(Relaxed, Relaxed, fits).ok()
+    }
+
+    /// Stores the header of an unsealed record of `len` data bytes at `at` (as
+    /// [`Log::allocate`] does at the tail); returns the position of its data.
+    ///
+    /// # Safety
+    /// `[at, at + record_size(len))` is room the caller took with [`Log::reserve_shared`] and
+    /// has not used yet.
+    #[allow(unsafe_code)]
+    pub unsafe fn place_record(&self, at: u64, kind: Kind, offset: u64, epoch: u32, len: usize) -> u64 {
+        let header = self.header(kind, offset, epoch, len).expect("records of shared writers are small");
+        // SAFETY: the header's bytes are in the caller's own room (the caller's promise).
+        unsafe { self.store_shared(at, &header.encode_unsealed()) };
+        at + RECORD_HEADER_LEN
+    }
+
+    /// [`Log::fill`] for a writer sharing the log.
+    ///
+    /// # Safety
+    /// No other code reads or writes `[data_pos, data_pos + len)` until this returns: room of
+    /// the caller's own, or a slot it holds the lock of.
+    #[allow(unsafe_code)]
+    pub unsafe fn fill_shared(
+        &self,
+        data_pos: u64,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]) -> Result<(), Errno>,
+    ) -> Result<(), Errno> {
+        // SAFETY: the caller's promise, passed on.
+        unsafe { self.medium.write_disjoint(data_pos, len, fill) }
+    }
+
+    /// Stores `bytes` at `pos` for a writer sharing the log.
+    ///
+    /// # Safety
+    /// As [`Log::fill_shared`].
+    #[allow(unsafe_code)]
+    pub unsafe fn store_shared(&self, pos: u64, bytes: &[u8]) {
+        // SAFETY: the caller's promise, passed on.
+        let stored = unsafe {
+            self.medium.write_disjoint(pos, bytes.len(), &mut |dst| {
+                dst.copy_from_slice(bytes);
+                Ok(())
+            })
+        };
+        debug_assert!(stored.is_ok(), "reserve_shared checks that the medium takes shared stores");
     }
 
     /// Lets `fill` rewrite part of an unsealed record's data in place.
@@ -369,16 +442,41 @@ impl<M: Medium> Log<M> {
     /// position is returned, to be sealed with the others at commit (a scan walks through
     /// both). `None` if there is no such record.
     pub fn shorten(&mut self, data_pos: u64, len: u64) -> Option<u64> {
+        let (kept, filler) = self.shortened(data_pos, len)?;
+        self.medium.write(data_pos - RECORD_HEADER_LEN, &kept);
+        self.medium.write(data_pos + len, &filler);
+        Some(data_pos + len + RECORD_HEADER_LEN)
+    }
+
+    /// [`Log::shorten`] for a writer sharing the log.
+    ///
+    /// # Safety
+    /// The record is the caller's own (in room it took with [`Log::reserve_shared`]).
+    #[allow(unsafe_code)]
+    pub unsafe fn shorten_shared(&self, data_pos: u64, len: u64) -> Option<u64> {
+        let (kept, filler) = self.shortened(data_pos, len)?;
+        // SAFETY: both headers are inside the caller's record (the caller's promise).
+        unsafe {
+            self.store_shared(data_pos - RECORD_HEADER_LEN, &kept);
+            self.store_shared(data_pos + len, &filler);
+        }
+        Some(data_pos + len + RECORD_HEADER_LEN)
+    }
+
+    /// The headers of a record cut to its first `len` bytes and of the void record after it.
+    fn shortened(
+        &self,
+        data_pos: u64,
+        len: u64,
+    ) -> Option<([u8; RECORD_HEADER_LEN as usize], [u8; RECORD_HEADER_LEN as usize])> {
         let mut raw = [0u8; RECORD_HEADER_LEN as usize];
         self.medium.read(data_pos - RECORD_HEADER_LEN, &mut raw);
         let (header, _) = RecordHeader::decode(&raw)?;
         let rest = (header.len as u64).checked_sub(len + RECORD_HEADER_LEN)?;
         debug_assert!(len.is_multiple_of(8));
         let kept = RecordHeader { len: len as u32, ..header };
-        self.medium.write(data_pos - RECORD_HEADER_LEN, &kept.encode_unsealed());
         let filler = RecordHeader { kind: Kind::Void, len: rest as u32, offset: 0, ..header };
-        self.medium.write(data_pos + len, &filler.encode_unsealed());
-        Some(data_pos + len + RECORD_HEADER_LEN)
+        Some((kept.encode_unsealed(), filler.encode_unsealed()))
     }
 
     /// Undo logging: stores one sealed undo record per `(offset, len)` of `images`, whose data
@@ -390,7 +488,7 @@ impl<M: Medium> Log<M> {
         if images.is_empty() {
             return Ok(());
         }
-        let from = self.tail;
+        let from = self.tail();
         for &(offset, len) in images {
             self.append_with(Kind::Undo, offset, epoch, len, &mut |dst| read(offset, dst))?;
         }
@@ -398,7 +496,7 @@ impl<M: Medium> Log<M> {
         if self.mutation == Mutation::UndoNotDurable {
             return Ok(());
         }
-        self.medium.flush(from, self.tail - from)?;
+        self.medium.flush(from, self.tail() - from)?;
         self.fence()
     }
 
@@ -426,10 +524,10 @@ impl<M: Medium> Log<M> {
         #[cfg(not(test))]
         let skip_flush = false;
         if !skip_flush {
-            self.medium.flush(from, self.tail - from)?;
+            self.medium.flush(from, self.tail() - from)?;
         }
         self.fence()?;
-        self.committed_tail = self.tail;
+        self.committed_tail = self.tail();
         Ok(())
     }
 
@@ -464,7 +562,7 @@ impl<M: Medium> Log<M> {
         self.medium.write(0, &encode_log_header(LogHeader { generation: self.generation, base_size }));
         self.medium.flush(0, LOG_HEADER_LEN)?;
         self.header_unfenced = true;
-        self.tail = LOG_HEADER_LEN;
+        self.set_tail(LOG_HEADER_LEN);
         self.committed_tail = LOG_HEADER_LEN;
         self.needed_tail = LOG_HEADER_LEN;
         Ok(())

@@ -3,6 +3,7 @@
 //! preload will call it for files in managed directories.
 
 pub mod file;
+mod index;
 pub mod log;
 pub mod policy;
 pub mod record;

@@ -61,12 +61,13 @@ pub struct Policy {
     /// Short epochs in a row so far.
     short_run: u32,
     /// Writes since the last decision that changed bytes below the committed size.
-    overwrites: u64,
+    overwrites: AtomicU64,
     /// Reads since the last decision. Counted under the file's shared lock by any number of
-    /// readers at once: a relaxed load and store (no locked instruction on the read path), so
-    /// concurrent reads may be counted once; the policy only needs the proportion.
+    /// readers (and writers, for writes) at once: a relaxed load and store (no locked
+    /// instruction on the data path), so concurrent calls may be counted once; the policy only
+    /// needs the proportion.
     reads: AtomicU64,
-    writes: u64,
+    writes: AtomicU64,
 }
 
 impl Policy {
@@ -76,9 +77,9 @@ impl Policy {
             redo_above: redo_above.min(100),
             undo_upto,
             short_run: 0,
-            overwrites: 0,
+            overwrites: AtomicU64::new(0),
             reads: AtomicU64::new(0),
-            writes: 0,
+            writes: AtomicU64::new(0),
         }
     }
 
@@ -93,28 +94,28 @@ impl Policy {
     #[inline]
     pub fn note_read(&self) {
         if self.logging == Logging::Hybrid {
-            self.reads.store(self.reads.load(Relaxed).wrapping_add(1), Relaxed);
+            count(&self.reads);
         }
     }
 
     #[inline]
-    pub fn note_write(&mut self) {
-        self.writes += 1;
+    pub fn note_write(&self) {
+        count(&self.writes);
     }
 
     /// A write that changes bytes below the committed size (an overwrite: appends go in place
     /// under either logging, so only overwrites tell the two apart).
     #[inline]
-    pub fn note_overwrite(&mut self) {
-        self.overwrites += 1;
+    pub fn note_overwrite(&self) {
+        count(&self.overwrites);
     }
 
     /// At an epoch boundary: the next epoch's logging, given the current one; starts counting
     /// afresh. An epoch with no calls keeps the current logging.
     pub fn next(&mut self, current: Mode) -> Mode {
         let reads = self.reads.swap(0, Relaxed);
-        let writes = std::mem::take(&mut self.writes);
-        let overwrites = std::mem::take(&mut self.overwrites);
+        let writes = std::mem::take(self.writes.get_mut());
+        let overwrites = std::mem::take(self.overwrites.get_mut());
         // An epoch without overwrites (appends only, or another thread's fsync committed the
         // writes) neither extends nor ends a run: two threads writing with an fsync each see
         // every other epoch empty, and a log appended with an fsync each (RocksDB's, synced)
@@ -139,6 +140,12 @@ impl Policy {
             }
         }
     }
+}
+
+/// One more call (see [`Policy::reads`]).
+#[inline]
+fn count(counter: &AtomicU64) {
+    counter.store(counter.load(Relaxed).wrapping_add(1), Relaxed);
 }
 
 #[cfg(test)]

@@ -72,10 +72,15 @@ pub struct RecordHeader {
     pub header_only_crc: bool,
 }
 
+/// Bytes a record of `len` data bytes takes in the log, header and padding included.
+pub fn record_size(len: u64) -> u64 {
+    RECORD_HEADER_LEN + len.next_multiple_of(8)
+}
+
 impl RecordHeader {
     /// Bytes the record takes in the log, header and padding included.
     pub fn size(&self) -> u64 {
-        RECORD_HEADER_LEN + (self.len as u64).next_multiple_of(8)
+        record_size(self.len as u64)
     }
 
     /// The header bytes for this record with `data`, crc included.

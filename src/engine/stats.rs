@@ -14,6 +14,8 @@ pub static LOGGING_SWITCHES: AtomicU64 = AtomicU64::new(0);
 /// Committed blocks copied into data files at fsync (for processes that read through the
 /// kernel).
 pub static BLOCKS_PUBLISHED: AtomicU64 = AtomicU64::new(0);
+/// Writes served with the file shared with other threads (`ManagedFile::write_shared`).
+pub static WRITES_SHARED: AtomicU64 = AtomicU64::new(0);
 pub static COMMITS: AtomicU64 = AtomicU64::new(0);
 pub static CHECKPOINTS: AtomicU64 = AtomicU64::new(0);
 /// Checkpoints whose blocks the checkpoint thread wrote.
@@ -61,9 +63,10 @@ pub fn summary() -> String {
     let mut s = String::new();
     let _ = write!(
         s,
-        "{} logged in {} blocks, {} blocks saved for undo, {} written in place, {} logging switches, {} commits, {} checkpoints ({} in the background), {} blocks published at commit, log peak {}, {} records recovered",
+        "{} logged in {} blocks ({} writes sharing the file with other threads), {} blocks saved for undo, {} written in place, {} logging switches, {} commits, {} checkpoints ({} in the background), {} blocks published at commit, log peak {}, {} records recovered",
         human(BYTES_LOGGED.load(Relaxed)),
         BLOCKS_LOGGED.load(Relaxed),
+        WRITES_SHARED.load(Relaxed),
         BLOCKS_UNDO_SAVED.load(Relaxed),
         human(BYTES_IN_PLACE.load(Relaxed)),
         LOGGING_SWITCHES.load(Relaxed),

@@ -157,6 +157,23 @@ impl Medium for LogFile {
         fill(&mut self.map.as_mut_slice()[offset as usize..offset as usize + len])
     }
 
+    fn takes_shared_stores(&self) -> bool {
+        true
+    }
+
+    #[allow(unsafe_code)]
+    unsafe fn write_disjoint(
+        &self,
+        offset: u64,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]) -> Result<(), Errno>,
+    ) -> Result<(), Errno> {
+        // Plain stores, as `write_with`. (On a disk `map` is the private image, written to the
+        // file at flushes, which hold the log alone.)
+        // SAFETY: in range and not aliased: the caller's promise, passed on.
+        fill(unsafe { self.map.range_mut_shared(offset as usize, len) })
+    }
+
     fn write(&mut self, offset: u64, data: &[u8]) {
         let o = offset as usize;
         let dst = &mut self.map.as_mut_slice()[o..o + data.len()];

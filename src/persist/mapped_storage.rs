@@ -291,6 +291,11 @@ impl Storage for MappedStorage {
         Ok(())
     }
 
+    fn holds_blocks(&self, from: u64, end: u64) -> bool {
+        let (from, end) = (from & !4095, end.min(self.len));
+        from >= end || end <= self.hole_free_to || self.allocated.covers(from, end)
+    }
+
     fn reserve_holes(&mut self, from: u64, end: u64) -> Result<(), Errno> {
         let (from, end) = (from & !4095, end.min(self.len));
         if from >= end || end <= self.allocated_prefix(end)? || self.allocated.covers(from, end) {

@@ -135,6 +135,21 @@ impl Mapping {
         unsafe { std::slice::from_raw_parts_mut(self.addr as *mut u8, self.len) }
     }
 
+    /// A writable view of `[offset, offset + len)` through a shared reference, for threads that
+    /// store into disjoint ranges at once.
+    ///
+    /// # Safety
+    /// The range lies within the mapping, and until the slice is dropped no other code reads or
+    /// writes it (no other slice over it exists).
+    // A `&mut` from `&self` is this function's point; the caller promises it is not aliased.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn range_mut_shared(&self, offset: usize, len: usize) -> &mut [u8] {
+        assert!(offset.checked_add(len).is_some_and(|end| end <= self.len));
+        // SAFETY: mapped and writable (module doc), inside the mapping (checked above), and
+        // not aliased (the caller's promise).
+        unsafe { std::slice::from_raw_parts_mut((self.addr + offset) as *mut u8, len) }
+    }
+
     /// Writes back `[offset, offset + len)` synchronously (rounded out to whole pages).
     pub fn sync_range(&self, offset: usize, len: usize) -> Result<(), Errno> {
         debug_assert!(offset + len <= self.len);

@@ -49,6 +49,27 @@ pub trait Medium {
         fill: &mut dyn FnMut(&mut [u8]) -> Result<(), Errno>,
     ) -> Result<(), Errno>;
 
+    /// Whether [`Medium::write_disjoint`] works: several threads may store at once, each into
+    /// a range of its own.
+    fn takes_shared_stores(&self) -> bool {
+        false
+    }
+    /// [`Medium::write_with`] through a shared reference (EOPNOTSUPP unless
+    /// [`Medium::takes_shared_stores`]).
+    ///
+    /// # Safety
+    /// `[offset, offset + len)` lies within `len()`, and no other code reads or writes it
+    /// until this returns.
+    #[allow(unsafe_code)]
+    unsafe fn write_disjoint(
+        &self,
+        offset: u64,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]) -> Result<(), Errno>,
+    ) -> Result<(), Errno> {
+        let _ = (offset, len, fill);
+        Err(Errno(libc::EOPNOTSUPP))
+    }
     fn read(&self, offset: u64, buf: &mut [u8]) {
         buf.copy_from_slice(self.bytes(offset, buf.len()));
     }
@@ -143,6 +164,12 @@ pub trait Storage {
     fn reserve_holes(&mut self, from: u64, end: u64) -> Result<(), Errno> {
         let _ = (from, end);
         Ok(())
+    }
+    /// Whether the blocks of `from..end` (inside the file) are known to be allocated, so that
+    /// [`Storage::reserve_holes`] would have nothing to do (a check with the file shared).
+    fn holds_blocks(&self, from: u64, end: u64) -> bool {
+        let _ = (from, end);
+        false
     }
     /// How far [`Storage::reserve_past_end`] allocated (0: nothing past the end); cut back by
     /// [`Storage::set_len`].

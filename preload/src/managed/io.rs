@@ -92,13 +92,30 @@ fn read_into(engine: &Engine, offset: u64, bufs: &[Buf]) -> Result<usize, Errno>
     }
 }
 
+/// How a write reaches the engine: with the file held alone, or shared with other readers and
+/// writers (the engine may then decline: see `ManagedFile::write_shared`).
+enum Writer<'a> {
+    Alone(&'a mut Engine),
+    Shared(&'a Engine),
+}
+
+impl Writer<'_> {
+    fn engine(&self) -> &Engine {
+        match self {
+            Writer::Alone(e) => e,
+            Writer::Shared(e) => e,
+        }
+    }
+}
+
 /// Writes the program's buffers at `offset`. A bad buffer ends the write where it starts to be
-/// unreadable (EFAULT if that is the first byte), as the kernel does.
-fn write_from(engine: &mut Engine, offset: u64, bufs: &[Buf]) -> Result<usize, Errno> {
+/// unreadable (EFAULT if that is the first byte), as the kernel does. `None`: a shared writer
+/// was declined, nothing was written.
+fn write_from(writer: &mut Writer, offset: u64, bufs: &[Buf]) -> Option<Result<usize, Errno>> {
     let total: usize = bufs.iter().map(|b| b.len).sum();
     let (mut buf_i, mut in_buf) = (0usize, 0usize);
     let mut faulted = false;
-    let written = engine.write_with(offset, total, &mut |dst| {
+    let mut fill = |dst: &mut [u8]| {
         let mut at = 0;
         while at < dst.len() && !faulted {
             while bufs[buf_i].len == in_buf {
@@ -113,11 +130,15 @@ fn write_from(engine: &mut Engine, offset: u64, bufs: &[Buf]) -> Result<usize, E
             faulted = got < n;
         }
         at
-    })?;
-    if written == 0 && total > 0 {
-        return Err(Errno(libc::EFAULT));
-    }
-    Ok(written)
+    };
+    let written = match writer {
+        Writer::Alone(engine) => engine.write_with(offset, total, &mut fill),
+        Writer::Shared(engine) => engine.write_shared(offset, total, &mut fill)?,
+    };
+    Some(match written {
+        Ok(0) if total > 0 => Err(Errno(libc::EFAULT)),
+        other => other,
+    })
 }
 
 /// Calls served by the engine, for the exit summary.
@@ -126,6 +147,21 @@ pub static SERVED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::
 /// Serves a data call on a managed descriptor; `None` when the kernel should run it (the file
 /// was handed to the kernel, or the call is not a data call).
 pub fn serve(nr: usize, args: [usize; 6], file: &Arc<OpenFile>) -> Option<isize> {
+    if plain_write(nr, args) && !file.append() {
+        // Writes share the file too, where the engine can (see `ManagedFile::write_shared`).
+        let state = file.inode.read();
+        if let State::Engine(engine) = &*state {
+            if let Some(result) = serve_shared_write(nr, args, file, engine) {
+                if engine.background_due() {
+                    drop(state);
+                    if let State::Engine(engine) = &mut *file.inode.lock() {
+                        background_steps(file, engine);
+                    }
+                }
+                return Some(result);
+            }
+        }
+    }
     if is_read(nr) {
         // Reads share the file: threads reading at once do not wait for each other.
         let state = file.inode.read();
@@ -164,6 +200,13 @@ pub fn serve(nr: usize, args: [usize; 6], file: &Arc<OpenFile>) -> Option<isize>
     if changes_file(nr, result) {
         file.inode.touch();
     }
+    background_steps(file, engine);
+    result
+}
+
+/// After a call that may have changed the file: wait for a checkpoint thread that fell behind,
+/// take back what it applied, start the next.
+fn background_steps(file: &OpenFile, engine: &mut Engine) {
     if let Some(job) = engine.background_behind() {
         super::background::wait_applied(job);
     }
@@ -171,7 +214,37 @@ pub fn serve(nr: usize, args: [usize; 6], file: &Arc<OpenFile>) -> Option<isize>
     if engine.wants_background_checkpoint() {
         super::start_background_checkpoint(&file.inode, engine);
     }
-    result
+}
+
+/// A write without flags (none that syncs or appends), which may share the file.
+fn plain_write(nr: usize, args: [usize; 6]) -> bool {
+    match nr as i64 {
+        libc::SYS_write | libc::SYS_writev | libc::SYS_pwrite64 | libc::SYS_pwritev => true,
+        libc::SYS_pwritev2 => args[5] == 0,
+        _ => false,
+    }
+}
+
+/// A [`plain_write`] with the file shared; `None` if the engine declines it (nothing done).
+fn serve_shared_write(nr: usize, args: [usize; 6], file: &OpenFile, engine: &Engine) -> Option<isize> {
+    if let Err(e) = super::marks::before_change(&file.inode, engine) {
+        return Some(e.to_raw());
+    }
+    let a = args;
+    let (single, vector) = (Some((a[1], a[2])), Some((a[1], a[2])));
+    let (bufs, at) = match nr as i64 {
+        libc::SYS_write => (buffers(single, None), None),
+        libc::SYS_writev => (buffers(None, vector), None),
+        libc::SYS_pwrite64 => (buffers(single, None), Some(a[3] as i64)),
+        libc::SYS_pwritev2 if a[3] as i64 == -1 => (buffers(None, vector), None),
+        _ => (buffers(None, vector), Some(a[3] as i64)),
+    };
+    let result = write_at_pos(&mut Writer::Shared(engine), file, bufs, at, false)?;
+    nvmmio_core::engine::stats::count(&SERVED, 1);
+    if changes_file(nr, Some(result)) {
+        file.inode.touch();
+    }
+    Some(result)
 }
 
 /// Whether the call is a `pwritev2` that syncs what it wrote (RWF_SYNC, RWF_DSYNC).
@@ -235,10 +308,10 @@ fn serve_engine(nr: usize, args: [usize; 6], file: &Arc<OpenFile>, engine: &mut 
     let a = args;
     let (single, vector) = (Some((a[1], a[2])), Some((a[1], a[2])));
     Some(match nr as i64 {
-        libc::SYS_write => write_at_pos(engine, file, buffers(single, None), None, false),
-        libc::SYS_writev => write_at_pos(engine, file, buffers(None, vector), None, false),
-        libc::SYS_pwrite64 => write_at_pos(engine, file, buffers(single, None), Some(a[3] as i64), false),
-        libc::SYS_pwritev => write_at_pos(engine, file, buffers(None, vector), Some(a[3] as i64), false),
+        libc::SYS_write => write_alone(engine, file, buffers(single, None), None, false),
+        libc::SYS_writev => write_alone(engine, file, buffers(None, vector), None, false),
+        libc::SYS_pwrite64 => write_alone(engine, file, buffers(single, None), Some(a[3] as i64), false),
+        libc::SYS_pwritev => write_alone(engine, file, buffers(None, vector), Some(a[3] as i64), false),
         libc::SYS_pwritev2 => {
             let flags = a[5] as i32;
             let known = libc::RWF_HIPRI | libc::RWF_NOWAIT | libc::RWF_DSYNC | libc::RWF_SYNC | libc::RWF_APPEND;
@@ -247,7 +320,7 @@ fn serve_engine(nr: usize, args: [usize; 6], file: &Arc<OpenFile>, engine: &mut 
             }
             let at = if a[3] as i64 == -1 { None } else { Some(a[3] as i64) };
             let append = flags & libc::RWF_APPEND != 0;
-            let r = write_at_pos(engine, file, buffers(None, vector), at, append);
+            let r = write_alone(engine, file, buffers(None, vector), at, append);
             if r >= 0 && flags & (libc::RWF_DSYNC | libc::RWF_SYNC) != 0 {
                 let mut synced = engine.sync();
                 if synced == Err(Errno(libc::ENOSPC)) && super::drain_pool() {
@@ -331,41 +404,56 @@ fn read_at_pos(engine: &Engine, file: &OpenFile, bufs: Result<Vec<Buf>, Errno>, 
     }
 }
 
+/// A write at `at` (else at the file offset, which it moves); `None` if a shared writer was
+/// declined (nothing done, the offset unmoved).
 fn write_at_pos(
+    writer: &mut Writer,
+    file: &OpenFile,
+    bufs: Result<Vec<Buf>, Errno>,
+    at: Option<i64>,
+    append: bool,
+) -> Option<isize> {
+    let bufs = match checked(file.writable(), bufs, at) {
+        Ok(b) => b,
+        Err(r) => return Some(r),
+    };
+    let max = file.inode.max_size;
+    let appends = file.append() || append;
+    Some(match at {
+        // Linux appends pwrite on an O_APPEND descriptor at the end, whatever the offset.
+        Some(off) => {
+            let off = if appends { writer.engine().size() } else { off as u64 };
+            match within_limit(off, bufs, max) {
+                Ok(bufs) => result(write_from(writer, off, &bufs)?),
+                Err(r) => r,
+            }
+        }
+        None => {
+            let mut pos = file.lock_pos();
+            let off = if appends { writer.engine().size() } else { *pos };
+            let bufs = match within_limit(off, bufs, max) {
+                Ok(b) => b,
+                Err(r) => return Some(r),
+            };
+            let r = write_from(writer, off, &bufs)?;
+            if let Ok(n) = r {
+                *pos = off + n as u64;
+            }
+            result(r)
+        }
+    })
+}
+
+/// [`write_at_pos`] with the file held alone.
+fn write_alone(
     engine: &mut Engine,
     file: &OpenFile,
     bufs: Result<Vec<Buf>, Errno>,
     at: Option<i64>,
     append: bool,
 ) -> isize {
-    let bufs = match checked(file.writable(), bufs, at) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let max = file.inode.max_size;
-    match at {
-        // Linux appends pwrite on an O_APPEND descriptor at the end, whatever the offset.
-        Some(off) => {
-            let off = if file.append() || append { engine.size() } else { off as u64 };
-            match within_limit(off, bufs, max) {
-                Ok(bufs) => result(write_from(engine, off, &bufs)),
-                Err(r) => r,
-            }
-        }
-        None => {
-            let mut pos = file.lock_pos();
-            let off = if file.append() || append { engine.size() } else { *pos };
-            let bufs = match within_limit(off, bufs, max) {
-                Ok(b) => b,
-                Err(r) => return r,
-            };
-            let r = write_from(engine, off, &bufs);
-            if let Ok(n) = r {
-                *pos = off + n as u64;
-            }
-            result(r)
-        }
-    }
+    // Only a shared writer is ever declined.
+    write_at_pos(&mut Writer::Alone(engine), file, bufs, at, append).unwrap_or(err(libc::EIO))
 }
 
 /// The kernel's limits on a write at `offset`: EINVAL if it would end past the largest

@@ -96,8 +96,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         self.log.reset(Some(self.size))?;
         self.committed_size = self.size;
         self.undone.clear();
-        self.unsealed.clear();
-        self.epoch_blocks.clear();
+        self.index.clear_epoch();
         self.commits += 1;
         stats::COMMITS.fetch_add(1, Relaxed);
         self.epoch = self.epoch.wrapping_add(1);

@@ -1,0 +1,361 @@
+//! The block index: block number -> where the block's latest contents are in the log. It is
+//! split into shards by stripes of the file, each shard with its own lock, so that threads
+//! writing blocks of different stripes do not wait for each other (the paper's lock per index
+//! entry); a write locks the shards of the blocks it covers, in order.
+//!
+//! Two ways in: with the file held by one thread (`&mut`, no locking at all), and shared
+//! (`&self`): readers lock one shard at a time for reading, writers lock the shards of their
+//! blocks for writing ([`BlockIndex::lock_blocks`]) and keep the lists of what they made there
+//! (records to seal, new slots to publish) in those shards until the next commit gathers them.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::{Acquire, Release};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use super::record::BLOCK;
+
+/// Where a block's latest contents are in the log.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Slot {
+    pub pos: u64,
+    /// Writable in place while this equals the file's current `era` (same epoch, no truncate
+    /// since): older slots are committed, or ordered before a truncate, and never change.
+    pub era: u64,
+    /// Copied into the data file at an fsync (see `ManagedFile::publish_epoch`): a
+    /// checkpoint has nothing left to write for it.
+    pub published: bool,
+    /// The slot is the record's `nth` block: the record's data starts `nth` blocks before.
+    pub nth: u16,
+}
+
+impl Slot {
+    /// Where the data of the record holding this slot starts.
+    pub fn record_pos(&self) -> u64 {
+        self.pos - self.nth as u64 * BLOCK
+    }
+}
+
+/// Block numbers need no mixing to be spread: the hash is the block number itself, so that
+/// consecutive blocks (a large write, a sequential pass) fall into consecutive buckets and their
+/// inserts and lookups share cache lines, with a multiplicative hash in the top 7 bits, which
+/// hashbrown keeps as each entry's tag (equal tags would make every probe compare keys).
+#[derive(Default)]
+pub(super) struct BlockHasher(u64);
+
+impl Hasher for BlockHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ b as u64).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        const TAG: u64 = 0x7f << 57;
+        self.0 = (n.wrapping_mul(0x9e37_79b9_7f4a_7c15) & TAG) | (n & !TAG);
+    }
+}
+
+pub(super) type BlockHash = BuildHasherDefault<BlockHasher>;
+type Map = HashMap<u64, Slot, BlockHash>;
+
+/// Stripes of 16 blocks (64 KiB) go round the shards: a small file still spreads over all of
+/// them, and a 4 KiB write locks one.
+const STRIPE_SHIFT: u32 = 4;
+const SHARDS: usize = 32;
+
+/// One shard: its blocks' slots, and what writers sharing the file made in it this epoch.
+#[derive(Default)]
+pub(super) struct Shard {
+    map: Map,
+    /// Data positions of records made in the current epoch, to be sealed at commit.
+    pub unsealed: Vec<u64>,
+    /// (block, slot) of every new slot of the current epoch (published at its fsync).
+    pub epoch_blocks: Vec<(u64, u64)>,
+}
+
+/// A shard's lock on a cache line of its own: two threads locking neighbours do not share one.
+#[derive(Default)]
+#[repr(align(128))]
+struct Padded(RwLock<Shard>);
+
+pub(super) struct BlockIndex {
+    shards: Box<[Padded]>,
+    /// Blocks indexed, in all shards (a read of a file with nothing logged locks nothing).
+    len: AtomicUsize,
+}
+
+fn shard_of(block: u64) -> usize {
+    (block >> STRIPE_SHIFT) as usize % SHARDS
+}
+
+impl Default for BlockIndex {
+    fn default() -> Self {
+        BlockIndex { shards: (0..SHARDS).map(|_| Padded::default()).collect(), len: AtomicUsize::new(0) }
+    }
+}
+
+impl BlockIndex {
+    pub fn is_empty(&self) -> bool {
+        self.len.load(Acquire) == 0
+    }
+
+    fn read(&self, shard: usize) -> RwLockReadGuard<'_, Shard> {
+        self.shards[shard].0.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write(&self, shard: usize) -> RwLockWriteGuard<'_, Shard> {
+        self.shards[shard].0.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn shard_mut(&mut self, block: u64) -> &mut Shard {
+        let lock = &mut self.shards[shard_of(block)].0;
+        lock.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn all_mut(&mut self) -> impl Iterator<Item = &mut Shard> {
+        self.shards.iter_mut().map(|p| p.0.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+
+    pub fn get(&self, block: u64) -> Option<Slot> {
+        if self.is_empty() {
+            return None;
+        }
+        self.read(shard_of(block)).map.get(&block).copied()
+    }
+
+    pub fn contains(&self, block: u64) -> bool {
+        self.get(block).is_some()
+    }
+
+    pub fn get_mut(&mut self, block: u64) -> Option<&mut Slot> {
+        self.shard_mut(block).map.get_mut(&block)
+    }
+
+    pub fn insert(&mut self, block: u64, slot: Slot) -> Option<Slot> {
+        let old = self.shard_mut(block).map.insert(block, slot);
+        if old.is_none() {
+            *self.len.get_mut() += 1;
+        }
+        old
+    }
+
+    /// Notes a record made by a writer holding the file (sealed at the next commit).
+    pub fn push_unsealed(&mut self, pos: u64) {
+        self.shard_mut(0).unsealed.push(pos);
+    }
+
+    pub fn push_epoch_block(&mut self, block: u64, pos: u64) {
+        self.shard_mut(block).epoch_blocks.push((block, pos));
+    }
+
+    pub fn retain(&mut self, mut keep: impl FnMut(u64, &Slot) -> bool) {
+        let mut len = 0;
+        for shard in self.all_mut() {
+            shard.map.retain(|&b, slot| keep(b, slot));
+            len += shard.map.len();
+        }
+        *self.len.get_mut() = len;
+    }
+
+    pub fn drain(&mut self) -> Vec<(u64, Slot)> {
+        let mut all = Vec::with_capacity(*self.len.get_mut());
+        for shard in self.all_mut() {
+            all.extend(shard.map.drain());
+        }
+        *self.len.get_mut() = 0;
+        all
+    }
+
+    /// Empties the index and the epoch's lists.
+    pub fn clear(&mut self) {
+        for shard in self.all_mut() {
+            shard.map.clear();
+        }
+        *self.len.get_mut() = 0;
+        self.clear_epoch();
+    }
+
+    /// Forgets the epoch's lists (after its commit).
+    pub fn clear_epoch(&mut self) {
+        for shard in self.all_mut() {
+            shard.unsealed.clear();
+            shard.epoch_blocks.clear();
+        }
+    }
+
+    /// The records of the epoch, made by every writer.
+    pub fn unsealed(&mut self) -> Vec<u64> {
+        self.all_mut().flat_map(|s| s.unsealed.iter().copied()).collect()
+    }
+
+    /// The epoch's new slots, taken out of the lists.
+    pub fn take_epoch_blocks(&mut self) -> Vec<(u64, u64)> {
+        let mut all = Vec::new();
+        for shard in self.all_mut() {
+            all.append(&mut shard.epoch_blocks);
+        }
+        all
+    }
+
+    /// Every (block, slot), shard by shard (each read-locked in turn).
+    pub fn for_each(&self, mut f: impl FnMut(u64, &Slot)) {
+        if self.is_empty() {
+            return;
+        }
+        for shard in 0..SHARDS {
+            for (&b, slot) in &self.read(shard).map {
+                f(b, slot);
+            }
+        }
+    }
+
+    /// Looks blocks up for a reader sharing the file, holding one shard at a time.
+    pub fn reader(&self) -> Reader<'_> {
+        Reader { index: self, held: None }
+    }
+
+    /// Locks the shards of blocks `first..=last` for writing, in shard order (so that writers
+    /// of overlapping ranges cannot deadlock).
+    pub fn lock_blocks(&self, first: u64, last: u64) -> Locked<'_> {
+        let mut wanted = 0u64;
+        if last - first >= (SHARDS as u64) << STRIPE_SHIFT {
+            wanted = (1 << SHARDS) - 1;
+        } else {
+            for stripe in first >> STRIPE_SHIFT..=last >> STRIPE_SHIFT {
+                wanted |= 1 << (stripe as usize % SHARDS);
+            }
+        }
+        let guards = std::array::from_fn(|shard| (wanted & 1 << shard != 0).then(|| self.write(shard)));
+        Locked { index: self, guards }
+    }
+}
+
+/// A reader's view of the index: the guard of the shard it last looked in stays held, so that
+/// the log slot found there is not rewritten while the reader copies it.
+pub(super) struct Reader<'a> {
+    index: &'a BlockIndex,
+    held: Option<(usize, RwLockReadGuard<'a, Shard>)>,
+}
+
+impl Reader<'_> {
+    pub fn get(&mut self, block: u64) -> Option<Slot> {
+        if self.index.is_empty() {
+            return None;
+        }
+        let shard = shard_of(block);
+        if self.held.as_ref().is_none_or(|(s, _)| *s != shard) {
+            // The previous guard goes first: one shard at a time.
+            self.held = None;
+            self.held = Some((shard, self.index.read(shard)));
+        }
+        self.held.as_ref().and_then(|(_, g)| g.map.get(&block).copied())
+    }
+}
+
+/// The shards of a shared writer's blocks, locked for writing.
+pub(super) struct Locked<'a> {
+    index: &'a BlockIndex,
+    guards: [Option<RwLockWriteGuard<'a, Shard>>; SHARDS],
+}
+
+impl Locked<'_> {
+    /// The shard of `block`, which must be one of the locked blocks.
+    pub fn shard(&mut self, block: u64) -> &mut Shard {
+        self.guards[shard_of(block)].as_deref_mut().expect("a block of the locked range")
+    }
+
+    pub fn get(&mut self, block: u64) -> Option<Slot> {
+        self.shard(block).map.get(&block).copied()
+    }
+
+    pub fn insert(&mut self, block: u64, slot: Slot) -> Option<Slot> {
+        let old = self.shard(block).map.insert(block, slot);
+        if old.is_none() {
+            self.index.len.fetch_add(1, Release);
+        }
+        old
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot(pos: u64) -> Slot {
+        Slot { pos, era: 0, published: false, nth: 0 }
+    }
+
+    #[test]
+    fn exclusive_and_shared_views_agree() {
+        let mut index = BlockIndex::default();
+        assert!(index.is_empty());
+        for b in [0, 15, 16, 17, 5000, 1 << 40] {
+            assert!(index.insert(b, slot(b * 7)).is_none());
+        }
+        assert!(index.insert(16, slot(1)).is_some(), "a second insert replaces");
+        let mut reader = index.reader();
+        assert_eq!(reader.get(16).map(|s| s.pos), Some(1));
+        assert_eq!(reader.get(5000).map(|s| s.pos), Some(35000));
+        assert!(reader.get(14).is_none());
+        drop(reader);
+        {
+            let mut locked = index.lock_blocks(10, 40);
+            assert_eq!(locked.get(17).map(|s| s.pos), Some(119));
+            assert!(locked.insert(40, slot(3)).is_none());
+            locked.shard(40).epoch_blocks.push((40, 3));
+            locked.shard(10).unsealed.push(3);
+        }
+        let mut n = 0;
+        index.for_each(|_, _| n += 1);
+        assert_eq!(n, 7);
+        assert_eq!(index.take_epoch_blocks(), vec![(40, 3)]);
+        assert_eq!(index.unsealed(), vec![3]);
+        index.retain(|b, _| b < 1000);
+        assert_eq!(index.drain().len(), 5);
+        assert!(index.is_empty());
+    }
+
+    #[test]
+    fn writers_of_different_stripes_run_at_once_and_large_ranges_lock_all() {
+        let index = BlockIndex::default();
+        let a = index.lock_blocks(0, 15);
+        // Another stripe, another shard: not blocked by `a`.
+        let b = index.lock_blocks(16, 20);
+        drop((a, b));
+        let all = index.lock_blocks(0, 10_000);
+        assert!(all.guards.iter().all(Option::is_some));
+        drop(all);
+        let wrapped = index.lock_blocks(16 * 31, 16 * 33);
+        let held: Vec<usize> = (0..SHARDS).filter(|&s| wrapped.guards[s].is_some()).collect();
+        assert_eq!(held, vec![0, 1, 31]);
+    }
+
+    #[test]
+    fn many_threads_insert_into_their_own_stripes() {
+        let index = BlockIndex::default();
+        std::thread::scope(|s| {
+            for t in 0..8u64 {
+                let index = &index;
+                s.spawn(move || {
+                    for i in 0..2000u64 {
+                        let block = (i * 8 + t) * 16 + (i % 16);
+                        let mut locked = index.lock_blocks(block, block);
+                        locked.insert(block, slot(block));
+                        locked.shard(block).epoch_blocks.push((block, block));
+                    }
+                });
+            }
+        });
+        let mut index = index;
+        assert_eq!(index.len.load(Acquire), 16_000);
+        let mut blocks = index.take_epoch_blocks();
+        blocks.sort_unstable();
+        blocks.dedup();
+        assert_eq!(blocks.len(), 16_000);
+        assert!(blocks.iter().all(|&(b, pos)| index.get(b).is_some_and(|s| s.pos == pos)));
+    }
+}
