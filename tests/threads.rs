@@ -1,7 +1,7 @@
 //! Threads writing one managed file at once (tests/programs/lanes.c): lanes of shared blocks
 //! and whole blocks of their own, each write read back at once, fsyncs in between. The writes
-//! below the committed size share the file (the index's shard locks); the file must end as
-//! the threads' records say, inside the program and through the kernel after it.
+//! below the committed size that find the file busy share it (the index's shard locks); the
+//! file must end as the threads' records say, inside the program and through the kernel after.
 
 mod common;
 
@@ -42,9 +42,10 @@ fn threads_writing_lanes_of_shared_blocks_and_blocks_of_their_own() {
     for dir in [shm_dir(), tmp_dir()] {
         for env in [&[][..], &[("NVMMIO_CHECKPOINT_AT", "64k")][..]] {
             let summary = lanes(dir.path(), &exe, true, env);
-            // Most of the 160,000 writes overwrite committed blocks: they share the file.
+            // A write that finds the file busy shares it (most of the 160,000 overwrite committed
+            // blocks, and 8 threads on 2 cores find it busy about one time in 8: 18,000-29,000).
             let shared = shared_writes(&summary);
-            assert!(shared > 50_000, "{env:?}: only {shared} writes shared the file: {summary}");
+            assert!(shared > 1_000, "{env:?}: only {shared} writes shared the file: {summary}");
             std::fs::remove_dir_all(dir.path().join("managed")).unwrap();
         }
     }

@@ -25,7 +25,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::{Acquire, Release};
 use std::sync::Arc;
 
-use super::index::{BlockHash, BlockIndex, Slot};
+use super::index::{BlockHash, BlockIndex, FrozenIndex, Slot};
 use super::log::{Found, Log, OpenError, Opened};
 use super::policy::{Logging, Mode, Policy};
 use super::record::{Kind, BLOCK, RECORD_HEADER_LEN};
@@ -137,11 +137,10 @@ pub type RunWriter<'a> = dyn FnMut(u64, &[&[u8]]) -> Result<(), Errno> + 'a;
 /// log meanwhile. Reads of its blocks come from it until the engine takes it back.
 pub struct Frozen<M: Medium> {
     log: Log<M>,
-    /// (block number, position of its latest contents in `log`), sorted by block: where reads
-    /// of these blocks go, and why no write goes in place on them (recovery replays `log`).
-    blocks: Vec<(u64, u64)>,
-    /// The part of `blocks` the data file does not hold yet (not published at an fsync).
-    to_apply: Vec<(u64, u64)>,
+    /// Block number -> its latest contents in `log`: where reads of these blocks go, and why
+    /// no write goes in place on them (recovery replays `log`). Its slots not published at an
+    /// fsync are what the data file does not hold yet.
+    blocks: FrozenIndex,
     /// The file's size when frozen: bytes past it are not written.
     size: u64,
     /// Set by whoever starts applying: a job is applied by one thread at most.
@@ -168,6 +167,8 @@ impl<M: Medium> Frozen<M> {
         let mut run: Vec<(u64, u64)> = Vec::with_capacity(256);
         let (mut run_start, mut run_len) = (0, 0);
         let mut pieces: Vec<&[u8]> = Vec::with_capacity(256);
+        // Sorted here, by the applier, not by the writer that froze the log.
+        let to_apply = self.blocks.to_apply();
         let mut flush = |run: &mut Vec<(u64, u64)>, start: u64| {
             pieces.clear();
             pieces.extend(run.iter().map(|&(pos, len)| self.log.bytes(pos, len as usize)));
@@ -175,7 +176,7 @@ impl<M: Medium> Frozen<M> {
             run.clear();
             ok
         };
-        for &(block, pos) in &self.to_apply {
+        for &(block, pos) in &to_apply {
             let start = block * BLOCK;
             if start >= self.size {
                 break;
@@ -206,7 +207,7 @@ impl<M: Medium> Frozen<M> {
     }
 
     fn slot(&self, block: u64) -> Option<u64> {
-        self.blocks.binary_search_by_key(&block, |&(b, _)| b).ok().map(|i| self.blocks[i].1)
+        self.blocks.get(block).map(|s| s.pos)
     }
 }
 
@@ -406,8 +407,9 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
             return data_blocks.saturating_sub(padding);
         }
         let end = data_len.div_ceil(BLOCK);
-        let frozen = self.frozen.as_ref().map_or(&[][..], |f| &f.blocks[..]);
-        let mut logged_past = frozen.iter().filter(|&&(b, _)| b >= end && !self.index.contains(b)).count();
+        let frozen = self.frozen.as_ref().map(|f| f.blocks.iter());
+        let mut logged_past =
+            frozen.into_iter().flatten().filter(|&(b, _)| b >= end && !self.index.contains(b)).count();
         self.index.for_each(|b, _| logged_past += (b >= end) as usize);
         data_blocks.saturating_sub(padding) + logged_past as u64 * (BLOCK / 512)
     }
@@ -536,14 +538,16 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         let (first, last) = (offset / BLOCK, (end - 1) / BLOCK);
         // Make room for every new slot first, so the write cannot fail half-way for lack of it.
         // A checkpoint (a new log generation) changes what needs a slot: count again after one.
-        let needed = |f: &Self| {
+        let needed = |f: &mut Self| {
             (first..=last).filter(|&b| f.needs_new_slot(b, offset.max(b * BLOCK))).count() as u64
                 * (BLOCK + RECORD_HEADER_LEN)
         };
         let generation = self.log.generation();
-        self.make_room(needed(self))?;
+        let bytes = needed(self);
+        self.make_room(bytes)?;
         if self.log.generation() != generation {
-            self.make_room(needed(self))?;
+            let bytes = needed(self);
+            self.make_room(bytes)?;
         }
         // The part that goes in place gets its blocks now too (ENOSPC before any change).
         if let Some(from) =
@@ -594,7 +598,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
             }
             let to = end.min(block_start + BLOCK);
             let n = (to - from) as usize;
-            let (slot, fresh) = match self.index.get(block) {
+            let (slot, fresh) = match self.index.peek(block) {
                 Some(s) if s.era == self.era => (s.pos, None),
                 _ => {
                     if record.as_ref().is_none_or(|r| r.next >= r.blocks) {
@@ -657,10 +661,10 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
 
     /// Whether bytes from `from` on in `block` go straight into the data file: nothing of the
     /// block is logged (so reads take it from the file) and no crash image needs the bytes there.
-    fn goes_in_place(&self, block: u64, from: u64) -> bool {
+    fn goes_in_place(&mut self, block: u64, from: u64) -> bool {
         from >= self.committed_size
             && (from >= self.settings.in_place_from || self.appends_in_place())
-            && !self.index.contains(block)
+            && self.index.peek(block).is_none()
             && self.frozen.as_ref().is_none_or(|f| f.slot(block).is_none())
     }
 
@@ -678,8 +682,9 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
     /// Blocks from `writing` on are about to be logged by the write at hand.
     fn allocate_logged_gap(&mut self, at: u64, writing: u64) -> Result<(), Errno> {
         let data_len = self.data.size()?;
-        let logged = |b: &u64| {
-            *b >= writing || self.index.contains(*b) || self.frozen.as_ref().is_some_and(|f| f.slot(*b).is_some())
+        let (index, frozen) = (&mut self.index, &self.frozen);
+        let mut logged = |b: &u64| {
+            *b >= writing || index.peek(*b).is_some() || frozen.as_ref().is_some_and(|f| f.slot(*b).is_some())
         };
         if data_len < at && (data_len / BLOCK..at / BLOCK).all(|b| logged(&b)) {
             self.data.prepare_bulk(&[(data_len, at)])?;
@@ -688,12 +693,12 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
     }
 
     /// Whether writing `block` from `from` on takes a new log slot.
-    fn needs_new_slot(&self, block: u64, from: u64) -> bool {
+    fn needs_new_slot(&mut self, block: u64, from: u64) -> bool {
         !self.goes_in_place(block, from) && !self.writable_in_place(block)
     }
 
-    fn writable_in_place(&self, block: u64) -> bool {
-        self.index.get(block).is_some_and(|s| s.era == self.era)
+    fn writable_in_place(&mut self, block: u64) -> bool {
+        self.index.peek(block).is_some_and(|s| s.era == self.era)
     }
 
     /// Fills the new slot at `pos` with block `block`'s contents as they are now (from its
@@ -753,7 +758,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
             self.log.reset(Some(size))?;
             return Ok(());
         }
-        if !size.is_multiple_of(BLOCK) && self.index.contains(size / BLOCK) {
+        if !size.is_multiple_of(BLOCK) && self.index.peek(size / BLOCK).is_some() {
             // The logged block that now ends the file loses its tail, like a write of zeros.
             let tail = (BLOCK - size % BLOCK).min(self.size - size) as usize;
             self.write_with(size, tail, &mut |dst| {
@@ -849,7 +854,8 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         stats::CHECKPOINTS.fetch_add(1, Relaxed);
         stats::note_log_used(self.log.used());
         let mut blocks = self.unpublished_blocks();
-        blocks.sort_unstable();
+        // The index's shards come in sorted runs: a merging sort takes them as they are.
+        blocks.sort();
         write_blocks(&mut self.data, &self.log, &blocks, self.size)?;
         self.cut_append_room()?;
         self.data.sync()?;
@@ -922,16 +928,11 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         stats::CHECKPOINTS.fetch_add(1, Relaxed);
         stats::note_log_used(self.log.used());
         let log = std::mem::replace(&mut self.log, next);
-        let mut all = self.index.drain();
-        all.sort_unstable_by_key(|&(b, _)| b);
-        let blocks: Vec<(u64, u64)> = all.iter().map(|&(b, s)| (b, s.pos)).collect();
-        // Published blocks are in the data file already.
-        let to_apply = all.iter().filter(|(_, s)| !s.published).map(|&(b, s)| (b, s.pos)).collect();
+        let blocks = self.index.freeze();
         self.index.clear_epoch();
         let frozen = Arc::new(Frozen {
             log,
             blocks,
-            to_apply,
             size: self.size,
             claimed: AtomicBool::new(false),
             cancel: AtomicBool::new(false),
@@ -1003,13 +1004,14 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
     /// Writes what a frozen log holds into the data file (unless the worker did) and syncs it.
     fn write_frozen(&mut self, frozen: &Frozen<M>, applied: bool) -> Result<(), Errno> {
         if !applied {
-            write_blocks(&mut self.data, &frozen.log, &frozen.to_apply, frozen.size)?;
+            write_blocks(&mut self.data, &frozen.log, &frozen.blocks.to_apply(), frozen.size)?;
         }
         // Blocks committed since then were published before the frozen (older) contents went
         // in: publish them again.
         let mut newer = Vec::new();
-        self.index.for_each(|block, slot| {
-            if self.log.is_committed(slot.pos) && frozen.slot(block).is_some() {
+        let log = &self.log;
+        self.index.for_each_mut(|block, slot| {
+            if log.is_committed(slot.pos) && frozen.slot(block).is_some() {
                 newer.push((block, slot.pos));
             }
         });
@@ -1047,7 +1049,8 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
     /// file through the kernel see what the fsync covered when it returns. Reads here still
     /// come from the log. (Other commits, before checkpoints, need not: those copy everything.)
     fn publish_epoch(&mut self, mut blocks: Vec<(u64, u64)>) -> Result<(), Errno> {
-        blocks.retain(|&(block, pos)| self.index.get(block).is_some_and(|s| s.pos == pos));
+        let index = &mut self.index;
+        blocks.retain(|&(block, pos)| index.peek(block).is_some_and(|s| s.pos == pos));
         self.publish(&mut blocks)?;
         if self.data.size()? < self.committed_size {
             // Grown without data (a truncate upwards, or a write past a hole's end).
@@ -1061,7 +1064,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         if blocks.is_empty() {
             return Ok(());
         }
-        blocks.sort_unstable();
+        blocks.sort();
         write_blocks(&mut self.data, &self.log, blocks, self.committed_size)?;
         stats::count(&stats::BLOCKS_PUBLISHED, blocks.len() as u64);
         for (block, pos) in blocks.iter() {
@@ -1125,9 +1128,9 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
     }
 
     /// (block, slot) of every logged block the data file does not hold yet.
-    fn unpublished_blocks(&self) -> Vec<(u64, u64)> {
+    fn unpublished_blocks(&mut self) -> Vec<(u64, u64)> {
         let mut blocks = Vec::new();
-        self.index.for_each(|b, s| {
+        self.index.for_each_mut(|b, s| {
             if !s.published {
                 blocks.push((b, s.pos));
             }

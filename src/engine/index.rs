@@ -10,8 +10,8 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::AtomicUsize;
-use std::sync::atomic::Ordering::{Acquire, Release};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::{AtomicBool, AtomicU32};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::record::BLOCK;
@@ -60,12 +60,32 @@ impl Hasher for BlockHasher {
 }
 
 pub(super) type BlockHash = BuildHasherDefault<BlockHasher>;
-type Map = HashMap<u64, Slot, BlockHash>;
+type Map = HashMap<u64, Slot, BuildHasherDefault<ShardHasher>>;
+
+/// [`BlockHasher`] for a shard's map, whose blocks all share the bits that pick the shard:
+/// those are left out (kept, every key would fall into a sixteenth of the buckets).
+#[derive(Default)]
+struct ShardHasher(BlockHasher);
+
+impl Hasher for ShardHasher {
+    fn finish(&self) -> u64 {
+        self.0.finish()
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.write(bytes);
+    }
+    fn write_u64(&mut self, n: u64) {
+        let stripe_bits = (1 << STRIPE_SHIFT) - 1;
+        let local = (n >> (STRIPE_SHIFT + SHARD_BITS)) << STRIPE_SHIFT | (n & stripe_bits);
+        self.0.write_u64(local);
+    }
+}
 
 /// Stripes of 16 blocks (64 KiB) go round the shards: a small file still spreads over all of
 /// them, and a 4 KiB write locks one.
 const STRIPE_SHIFT: u32 = 4;
-const SHARDS: usize = 32;
+const SHARD_BITS: u32 = 5;
+const SHARDS: usize = 1 << SHARD_BITS;
 
 /// One shard: its blocks' slots, and what writers sharing the file made in it this epoch.
 #[derive(Default)]
@@ -83,9 +103,13 @@ pub(super) struct Shard {
 struct Padded(RwLock<Shard>);
 
 pub(super) struct BlockIndex {
-    shards: Box<[Padded]>,
-    /// Blocks indexed, in all shards (a read of a file with nothing logged locks nothing).
-    len: AtomicUsize,
+    shards: Box<[Padded; SHARDS]>,
+    /// Some shard may hold a block (a read of a file with nothing logged locks nothing). Set by
+    /// every insert, cleared only with the index held alone: a flag, not a count, so that
+    /// writers sharing the index store it only when it changes.
+    filled: AtomicBool,
+    /// Bit per shard whose epoch lists may hold something: a commit visits only those.
+    listed: AtomicU32,
 }
 
 fn shard_of(block: u64) -> usize {
@@ -94,13 +118,17 @@ fn shard_of(block: u64) -> usize {
 
 impl Default for BlockIndex {
     fn default() -> Self {
-        BlockIndex { shards: (0..SHARDS).map(|_| Padded::default()).collect(), len: AtomicUsize::new(0) }
+        BlockIndex {
+            shards: Box::new(std::array::from_fn(|_| Padded::default())),
+            filled: AtomicBool::new(false),
+            listed: AtomicU32::new(0),
+        }
     }
 }
 
 impl BlockIndex {
     pub fn is_empty(&self) -> bool {
-        self.len.load(Acquire) == 0
+        !self.filled.load(Acquire)
     }
 
     fn read(&self, shard: usize) -> RwLockReadGuard<'_, Shard> {
@@ -111,6 +139,7 @@ impl BlockIndex {
         self.shards[shard].0.write().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    #[inline]
     fn shard_mut(&mut self, block: u64) -> &mut Shard {
         let lock = &mut self.shards[shard_of(block)].0;
         lock.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -131,43 +160,66 @@ impl BlockIndex {
         self.get(block).is_some()
     }
 
+    /// [`BlockIndex::get`] with the index held alone: no lock taken.
+    #[inline]
+    pub fn peek(&mut self, block: u64) -> Option<Slot> {
+        if !*self.filled.get_mut() {
+            return None;
+        }
+        self.shard_mut(block).map.get(&block).copied()
+    }
+
     pub fn get_mut(&mut self, block: u64) -> Option<&mut Slot> {
         self.shard_mut(block).map.get_mut(&block)
     }
 
     pub fn insert(&mut self, block: u64, slot: Slot) -> Option<Slot> {
         let old = self.shard_mut(block).map.insert(block, slot);
-        if old.is_none() {
-            *self.len.get_mut() += 1;
-        }
+        *self.filled.get_mut() = true;
         old
     }
 
     /// Notes a record made by a writer holding the file (sealed at the next commit).
     pub fn push_unsealed(&mut self, pos: u64) {
+        *self.listed.get_mut() |= 1;
         self.shard_mut(0).unsealed.push(pos);
     }
 
     pub fn push_epoch_block(&mut self, block: u64, pos: u64) {
+        *self.listed.get_mut() |= 1 << shard_of(block);
         self.shard_mut(block).epoch_blocks.push((block, pos));
     }
 
-    pub fn retain(&mut self, mut keep: impl FnMut(u64, &Slot) -> bool) {
-        let mut len = 0;
-        for shard in self.all_mut() {
-            shard.map.retain(|&b, slot| keep(b, slot));
-            len += shard.map.len();
-        }
-        *self.len.get_mut() = len;
+    /// The shards whose epoch lists may hold something.
+    fn listed_mut(&mut self) -> impl Iterator<Item = &mut Shard> {
+        let listed = *self.listed.get_mut();
+        self.shards
+            .iter_mut()
+            .enumerate()
+            .filter(move |(i, _)| listed & 1 << i != 0)
+            .map(|(_, p)| p.0.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner()))
     }
 
-    pub fn drain(&mut self) -> Vec<(u64, Slot)> {
-        let mut all = Vec::with_capacity(*self.len.get_mut());
+    pub fn retain(&mut self, mut keep: impl FnMut(u64, &Slot) -> bool) {
+        let mut filled = false;
         for shard in self.all_mut() {
-            all.extend(shard.map.drain());
+            shard.map.retain(|&b, slot| keep(b, slot));
+            filled |= !shard.map.is_empty();
         }
-        *self.len.get_mut() = 0;
-        all
+        *self.filled.get_mut() = filled;
+    }
+
+    /// Moves every slot out into a [`FrozenIndex`] (no copy, no sort: the index of a log
+    /// frozen for the background, which sorts what it applies itself); the shards start again
+    /// empty, with room for as many.
+    pub fn freeze(&mut self) -> FrozenIndex {
+        let maps = std::array::from_fn(|i| {
+            let map = &mut self.shards[i].0.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner()).map;
+            let room = Map::with_capacity_and_hasher(map.len(), Default::default());
+            std::mem::replace(map, room)
+        });
+        *self.filled.get_mut() = false;
+        FrozenIndex { maps: Box::new(maps) }
     }
 
     /// Empties the index and the epoch's lists.
@@ -175,30 +227,43 @@ impl BlockIndex {
         for shard in self.all_mut() {
             shard.map.clear();
         }
-        *self.len.get_mut() = 0;
+        *self.filled.get_mut() = false;
         self.clear_epoch();
     }
 
     /// Forgets the epoch's lists (after its commit).
     pub fn clear_epoch(&mut self) {
-        for shard in self.all_mut() {
+        for shard in self.listed_mut() {
             shard.unsealed.clear();
             shard.epoch_blocks.clear();
         }
+        *self.listed.get_mut() = 0;
     }
 
     /// The records of the epoch, made by every writer.
     pub fn unsealed(&mut self) -> Vec<u64> {
-        self.all_mut().flat_map(|s| s.unsealed.iter().copied()).collect()
+        self.listed_mut().flat_map(|s| s.unsealed.iter().copied()).collect()
     }
 
     /// The epoch's new slots, taken out of the lists.
     pub fn take_epoch_blocks(&mut self) -> Vec<(u64, u64)> {
         let mut all = Vec::new();
-        for shard in self.all_mut() {
+        for shard in self.listed_mut() {
             all.append(&mut shard.epoch_blocks);
         }
         all
+    }
+
+    /// Every (block, slot), with the index held alone.
+    pub fn for_each_mut(&mut self, mut f: impl FnMut(u64, &Slot)) {
+        if !*self.filled.get_mut() {
+            return;
+        }
+        for shard in self.all_mut() {
+            for (&b, slot) in &shard.map {
+                f(b, slot);
+            }
+        }
     }
 
     /// Every (block, slot), shard by shard (each read-locked in turn).
@@ -221,6 +286,11 @@ impl BlockIndex {
     /// Locks the shards of blocks `first..=last` for writing, in shard order (so that writers
     /// of overlapping ranges cannot deadlock).
     pub fn lock_blocks(&self, first: u64, last: u64) -> Locked<'_> {
+        if first >> STRIPE_SHIFT == last >> STRIPE_SHIFT {
+            // One stripe (a write of up to 64 KiB, most often): one shard.
+            let shard = shard_of(first);
+            return Locked { index: self, guards: Guards::One(shard, self.write(shard)) };
+        }
         let mut wanted = 0u64;
         if last - first >= (SHARDS as u64) << STRIPE_SHIFT {
             wanted = (1 << SHARDS) - 1;
@@ -230,7 +300,31 @@ impl BlockIndex {
             }
         }
         let guards = std::array::from_fn(|shard| (wanted & 1 << shard != 0).then(|| self.write(shard)));
-        Locked { index: self, guards }
+        Locked { index: self, guards: Guards::Many(Box::new(guards)) }
+    }
+}
+
+/// The slots of a frozen log: looked up by readers and writers of the file (shared), walked by
+/// the applier.
+pub(super) struct FrozenIndex {
+    maps: Box<[Map; SHARDS]>,
+}
+
+impl FrozenIndex {
+    pub fn get(&self, block: u64) -> Option<Slot> {
+        self.maps[shard_of(block)].get(&block).copied()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (u64, Slot)> + '_ {
+        self.maps.iter().flat_map(|m| m.iter().map(|(&b, &s)| (b, s)))
+    }
+
+    /// (block, slot position) of the slots not published, sorted by block (one merging sort of
+    /// the shards' runs).
+    pub fn to_apply(&self) -> Vec<(u64, u64)> {
+        let mut blocks: Vec<(u64, u64)> = self.iter().filter(|(_, s)| !s.published).map(|(b, s)| (b, s.pos)).collect();
+        blocks.sort();
+        blocks
     }
 }
 
@@ -259,23 +353,42 @@ impl Reader<'_> {
 /// The shards of a shared writer's blocks, locked for writing.
 pub(super) struct Locked<'a> {
     index: &'a BlockIndex,
-    guards: [Option<RwLockWriteGuard<'a, Shard>>; SHARDS],
+    guards: Guards<'a>,
+}
+
+enum Guards<'a> {
+    One(usize, RwLockWriteGuard<'a, Shard>),
+    Many(Box<[Option<RwLockWriteGuard<'a, Shard>>; SHARDS]>),
 }
 
 impl Locked<'_> {
     /// The shard of `block`, which must be one of the locked blocks.
     pub fn shard(&mut self, block: u64) -> &mut Shard {
-        self.guards[shard_of(block)].as_deref_mut().expect("a block of the locked range")
+        let shard = shard_of(block);
+        match &mut self.guards {
+            Guards::One(locked, guard) if *locked == shard => guard,
+            Guards::One(..) => panic!("block {block} is not in the locked range"),
+            Guards::Many(guards) => guards[shard].as_deref_mut().expect("a block of the locked range"),
+        }
     }
 
     pub fn get(&mut self, block: u64) -> Option<Slot> {
         self.shard(block).map.get(&block).copied()
     }
 
+    /// The epoch lists of `block`'s shard, to add to (see [`BlockIndex::listed`]).
+    pub fn lists(&mut self, block: u64) -> &mut Shard {
+        let bit = 1 << shard_of(block);
+        if self.index.listed.load(Relaxed) & bit == 0 {
+            self.index.listed.fetch_or(bit, Relaxed);
+        }
+        self.shard(block)
+    }
+
     pub fn insert(&mut self, block: u64, slot: Slot) -> Option<Slot> {
         let old = self.shard(block).map.insert(block, slot);
-        if old.is_none() {
-            self.index.len.fetch_add(1, Release);
+        if !self.index.filled.load(Relaxed) {
+            self.index.filled.store(true, Release);
         }
         old
     }
@@ -306,8 +419,8 @@ mod tests {
             let mut locked = index.lock_blocks(10, 40);
             assert_eq!(locked.get(17).map(|s| s.pos), Some(119));
             assert!(locked.insert(40, slot(3)).is_none());
-            locked.shard(40).epoch_blocks.push((40, 3));
-            locked.shard(10).unsealed.push(3);
+            locked.lists(40).epoch_blocks.push((40, 3));
+            locked.lists(10).unsealed.push(3);
         }
         let mut n = 0;
         index.for_each(|_, _| n += 1);
@@ -315,8 +428,11 @@ mod tests {
         assert_eq!(index.take_epoch_blocks(), vec![(40, 3)]);
         assert_eq!(index.unsealed(), vec![3]);
         index.retain(|b, _| b < 1000);
-        assert_eq!(index.drain().len(), 5);
-        assert!(index.is_empty());
+        let frozen = index.freeze();
+        assert!(index.is_empty() && index.get(16).is_none());
+        assert_eq!(frozen.iter().count(), 5);
+        assert_eq!(frozen.get(16).map(|s| s.pos), Some(1));
+        assert_eq!(frozen.to_apply().iter().map(|&(b, _)| b).collect::<Vec<_>>(), vec![0, 15, 16, 17, 40]);
     }
 
     #[test]
@@ -326,12 +442,13 @@ mod tests {
         // Another stripe, another shard: not blocked by `a`.
         let b = index.lock_blocks(16, 20);
         drop((a, b));
-        let all = index.lock_blocks(0, 10_000);
-        assert!(all.guards.iter().all(Option::is_some));
-        drop(all);
-        let wrapped = index.lock_blocks(16 * 31, 16 * 33);
-        let held: Vec<usize> = (0..SHARDS).filter(|&s| wrapped.guards[s].is_some()).collect();
-        assert_eq!(held, vec![0, 1, 31]);
+        let held = |locked: &Locked| match &locked.guards {
+            Guards::One(shard, _) => vec![*shard],
+            Guards::Many(guards) => (0..SHARDS).filter(|&s| guards[s].is_some()).collect(),
+        };
+        assert_eq!(held(&index.lock_blocks(0, 10_000)), (0..SHARDS).collect::<Vec<_>>());
+        assert_eq!(held(&index.lock_blocks(16 * 31, 16 * 33)), vec![0, 1, 31]);
+        assert_eq!(held(&index.lock_blocks(16 * 33 + 1, 16 * 33 + 15)), vec![1]);
     }
 
     #[test]
@@ -345,13 +462,15 @@ mod tests {
                         let block = (i * 8 + t) * 16 + (i % 16);
                         let mut locked = index.lock_blocks(block, block);
                         locked.insert(block, slot(block));
-                        locked.shard(block).epoch_blocks.push((block, block));
+                        locked.lists(block).epoch_blocks.push((block, block));
                     }
                 });
             }
         });
         let mut index = index;
-        assert_eq!(index.len.load(Acquire), 16_000);
+        let mut n = 0;
+        index.for_each(|_, _| n += 1);
+        assert_eq!(n, 16_000);
         let mut blocks = index.take_epoch_blocks();
         blocks.sort_unstable();
         blocks.dedup();

@@ -147,18 +147,24 @@ pub static SERVED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::
 /// Serves a data call on a managed descriptor; `None` when the kernel should run it (the file
 /// was handed to the kernel, or the call is not a data call).
 pub fn serve(nr: usize, args: [usize; 6], file: &Arc<OpenFile>) -> Option<isize> {
+    let mut held = None;
     if plain_write(nr, args) && !file.append() {
-        // Writes share the file too, where the engine can (see `ManagedFile::write_shared`).
-        let state = file.inode.read();
-        if let State::Engine(engine) = &*state {
-            if let Some(result) = serve_shared_write(nr, args, file, engine) {
-                if engine.background_due() {
-                    drop(state);
-                    if let State::Engine(engine) = &mut *file.inode.lock() {
-                        background_steps(file, engine);
+        // A write that finds the file free takes it alone (no shard locks: the cheapest way);
+        // one that finds another thread in it shares it where the engine can (see
+        // `ManagedFile::write_shared`), so that threads writing at once run side by side.
+        held = file.inode.try_lock();
+        if held.is_none() {
+            let state = file.inode.read();
+            if let State::Engine(engine) = &*state {
+                if let Some(result) = serve_shared_write(nr, args, file, engine) {
+                    if engine.background_due() {
+                        drop(state);
+                        if let State::Engine(engine) = &mut *file.inode.lock() {
+                            background_steps(file, engine);
+                        }
                     }
+                    return Some(result);
                 }
-                return Some(result);
             }
         }
     }
@@ -174,7 +180,7 @@ pub fn serve(nr: usize, args: [usize; 6], file: &Arc<OpenFile>) -> Option<isize>
             State::Kernel => return None,
         }
     }
-    let mut state = file.inode.lock();
+    let mut state = held.unwrap_or_else(|| file.inode.lock());
     let State::Engine(engine) = &mut *state else {
         return None;
     };

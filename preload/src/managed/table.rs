@@ -81,6 +81,15 @@ impl Inode {
         self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// The file alone if no other thread has it now.
+    pub fn try_lock(&self) -> Option<RwLockWriteGuard<'_, State>> {
+        match self.state.try_write() {
+            Ok(guard) => Some(guard),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
     pub fn read(&self) -> RwLockReadGuard<'_, State> {
         self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner())
     }

@@ -65,7 +65,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
             let len = (room + bytes - placed - RECORD_HEADER_LEN) as usize;
             // SAFETY: the rest of this write's own room.
             let filler = unsafe { self.log.place_record(placed, Kind::Void, 0, self.epoch, len) };
-            index.shard(first).unsealed.push(filler);
+            index.lists(first).unsealed.push(filler);
         }
         Some(done)
     }
@@ -101,7 +101,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
                         // SAFETY: the next record of the room this write took.
                         let pos = unsafe { self.log.place_record(*placed, Kind::Block, block_start, self.epoch, len) };
                         *placed += record_size(len as u64);
-                        index.shard(block).unsealed.push(pos);
+                        index.lists(block).unsealed.push(pos);
                         record = Some(NewRecord { pos, blocks, next: 0 });
                     }
                     let r = record.as_mut().expect("placed above");
@@ -109,7 +109,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
                     let nth = r.next as u16;
                     r.next += 1;
                     index.insert(block, Slot { pos, era: self.era, published: false, nth });
-                    index.shard(block).epoch_blocks.push((block, pos));
+                    index.lists(block).epoch_blocks.push((block, pos));
                     // Start from the block's current contents unless the write covers it all.
                     let whole = n as u64 == BLOCK;
                     if !whole {
@@ -142,7 +142,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
                 if let Some(r) = record.filter(|r| r.next < r.blocks) {
                     // SAFETY: a record of this write's own room.
                     if let Some(filler) = unsafe { self.log.shorten_shared(r.pos, r.next * BLOCK) } {
-                        index.shard(block).unsealed.push(filler);
+                        index.lists(block).unsealed.push(filler);
                     }
                 }
                 break;
