@@ -80,3 +80,22 @@ fn bench_report_quick_run_writes_table_csv_json_and_chart() {
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
     assert_eq!(svg.matches("<rect").count(), rows.len(), "one bar per workload");
 }
+
+/// `scripts/bench-engine --quick` with two threads: a row per workload asked for, each with
+/// the kernel's IOPS and nvmmio's with its ratio.
+#[test]
+fn bench_engine_quick_run_with_threads_prints_its_table() {
+    let (text, rows) = run_script(
+        "bench-engine",
+        &["--quick", "--rounds", "1", "--threads", "2", "--only", "64k random write,4k random read"],
+    );
+    assert!(text.contains("file 16M, 2 threads"), "{text}");
+    let names: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(names, ["4k random read", "64k random write"], "{text}");
+    for r in &rows {
+        let kernel: f64 = r[1].parse().unwrap_or_else(|_| panic!("kernel IOPS in {r:?}"));
+        let cells: Vec<&str> = r[2].split_whitespace().collect();
+        let nvmmio: f64 = cells[0].parse().unwrap_or_else(|_| panic!("nvmmio IOPS in {r:?}"));
+        assert!(kernel > 0.0 && nvmmio > 0.0 && cells[1].ends_with('x'), "{r:?}");
+    }
+}
