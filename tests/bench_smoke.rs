@@ -38,9 +38,9 @@ fn bench_forward_quick_run_prints_both_tables() {
 
 #[test]
 fn crash_test_script_runs_and_reports_no_violation() {
-    let (text, rows) = run_script("crash-test", &["--points", "10"]);
+    let (text, rows) = run_script("crash-test", &["--points", "12"]);
     let kinds: Vec<&str> = rows.iter().map(|r| r[0].as_str()).collect();
-    assert_eq!(kinds, ["writer", "sqlite-delete", "sqlite-wal", "leveldb", "rocksdb"], "{text}");
+    assert_eq!(kinds, ["writer", "sqlite-delete", "sqlite-wal", "leveldb", "rocksdb", "threads"], "{text}");
     for r in rows {
         assert_eq!(r[1], "2", "{r:?}");
         assert_eq!(r[4], "0", "violations in {r:?}");
