@@ -1,5 +1,7 @@
 //! Writes with the file shared (`&self`): threads writing blocks of different index shards
-//! run at once, each holding only its own shards' locks while it copies (see `index.rs`).
+//! run at once, each holding only its own shards' locks while it copies (see `index.rs`). The
+//! preload takes this path for a write that finds another thread in the file; one that finds
+//! the file free takes it alone, which needs no shard lock at all.
 //!
 //! Only the common case takes this path: a redo epoch overwriting blocks below the committed
 //! size, inside the data file, with no hole there, whose new slots fit in the log as it is.
