@@ -17,24 +17,12 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define THREADS 8
-#define BLOCK 4096
-#define BLOCKS 256
-#define LANE (BLOCK / THREADS)
-#define FILE_SIZE (BLOCKS * BLOCK)
+#include "lanes.h"
 
 static int fd;
 static long rounds;
 static unsigned char expect[FILE_SIZE];
 static int failed;
-
-static uint64_t next(uint64_t *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 7;
-	*s ^= *s << 17;
-	return *s;
-}
 
 static void fail(const char *what, int t, long r, long off)
 {

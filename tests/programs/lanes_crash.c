@@ -20,22 +20,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define THREADS 8
-#define BLOCK 4096
-#define BLOCKS 256
-#define LANE (BLOCK / THREADS)
-#define FILE_SIZE (BLOCKS * BLOCK)
+#include "lanes.h"
 
 static int fd;
 static const char *side;
-
-static uint64_t next(uint64_t *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 7;
-	*s ^= *s << 17;
-	return *s;
-}
 
 /* Thread t's write number seq: its offset and length (the same in run and check). */
 static void region(uint64_t *rng, int t, long *off, long *len)
