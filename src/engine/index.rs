@@ -190,14 +190,15 @@ impl BlockIndex {
         self.shard_mut(block).epoch_blocks.push((block, pos));
     }
 
-    /// The shards whose epoch lists may hold something.
-    fn listed_mut(&mut self) -> impl Iterator<Item = &mut Shard> {
-        let listed = *self.listed.get_mut();
-        self.shards
-            .iter_mut()
-            .enumerate()
-            .filter(move |(i, _)| listed & 1 << i != 0)
-            .map(|(_, p)| p.0.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    /// Runs `f` on each shard whose epoch lists may hold something (a commit after an append
+    /// in place visits none).
+    fn for_listed(&mut self, mut f: impl FnMut(&mut Shard)) {
+        let mut listed = *self.listed.get_mut();
+        while listed != 0 {
+            let shard = listed.trailing_zeros() as usize;
+            listed &= listed - 1;
+            f(self.shards[shard].0.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        }
     }
 
     pub fn retain(&mut self, mut keep: impl FnMut(u64, &Slot) -> bool) {
@@ -233,24 +234,24 @@ impl BlockIndex {
 
     /// Forgets the epoch's lists (after its commit).
     pub fn clear_epoch(&mut self) {
-        for shard in self.listed_mut() {
+        self.for_listed(|shard| {
             shard.unsealed.clear();
             shard.epoch_blocks.clear();
-        }
+        });
         *self.listed.get_mut() = 0;
     }
 
     /// The records of the epoch, made by every writer.
     pub fn unsealed(&mut self) -> Vec<u64> {
-        self.listed_mut().flat_map(|s| s.unsealed.iter().copied()).collect()
+        let mut all = Vec::new();
+        self.for_listed(|shard| all.extend_from_slice(&shard.unsealed));
+        all
     }
 
     /// The epoch's new slots, taken out of the lists.
     pub fn take_epoch_blocks(&mut self) -> Vec<(u64, u64)> {
         let mut all = Vec::new();
-        for shard in self.listed_mut() {
-            all.append(&mut shard.epoch_blocks);
-        }
+        self.for_listed(|shard| all.append(&mut shard.epoch_blocks));
         all
     }
 
