@@ -102,6 +102,13 @@ pub(super) struct Shard {
 #[repr(align(128))]
 struct Padded(RwLock<Shard>);
 
+impl Padded {
+    /// The shard, with the index held alone (no lock taken).
+    fn unlocked(&mut self) -> &mut Shard {
+        self.0.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
 pub(super) struct BlockIndex {
     shards: Box<[Padded; SHARDS]>,
     /// Some shard may hold a block (a read of a file with nothing logged locks nothing). Set by
@@ -141,12 +148,11 @@ impl BlockIndex {
 
     #[inline]
     fn shard_mut(&mut self, block: u64) -> &mut Shard {
-        let lock = &mut self.shards[shard_of(block)].0;
-        lock.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.shards[shard_of(block)].unlocked()
     }
 
     fn all_mut(&mut self) -> impl Iterator<Item = &mut Shard> {
-        self.shards.iter_mut().map(|p| p.0.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner()))
+        self.shards.iter_mut().map(Padded::unlocked)
     }
 
     pub fn get(&self, block: u64) -> Option<Slot> {
@@ -197,7 +203,7 @@ impl BlockIndex {
         while listed != 0 {
             let shard = listed.trailing_zeros() as usize;
             listed &= listed - 1;
-            f(self.shards[shard].0.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner()));
+            f(self.shards[shard].unlocked());
         }
     }
 
@@ -215,7 +221,7 @@ impl BlockIndex {
     /// empty, with room for as many.
     pub fn freeze(&mut self) -> FrozenIndex {
         let maps = std::array::from_fn(|i| {
-            let map = &mut self.shards[i].0.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner()).map;
+            let map = &mut self.shards[i].unlocked().map;
             let room = Map::with_capacity_and_hasher(map.len(), Default::default());
             std::mem::replace(map, room)
         });
@@ -297,7 +303,7 @@ impl BlockIndex {
             wanted = (1 << SHARDS) - 1;
         } else {
             for stripe in first >> STRIPE_SHIFT..=last >> STRIPE_SHIFT {
-                wanted |= 1 << (stripe as usize % SHARDS);
+                wanted |= 1 << shard_of(stripe << STRIPE_SHIFT);
             }
         }
         let guards = std::array::from_fn(|shard| (wanted & 1 << shard != 0).then(|| self.write(shard)));

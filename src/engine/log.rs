@@ -272,7 +272,7 @@ impl<M: Medium> Log<M> {
 
     /// Whether a record of `len` data bytes fits without growing past the limit.
     pub fn fits(&self, len: u64) -> bool {
-        self.tail() + RECORD_HEADER_LEN + len.next_multiple_of(8) <= self.limit()
+        self.tail() + record_size(len) <= self.limit()
     }
 
     fn limit(&self) -> u64 {
@@ -409,7 +409,7 @@ impl<M: Medium> Log<M> {
     pub unsafe fn store_shared(&self, pos: u64, bytes: &[u8]) {
         // SAFETY: the caller's promise, passed on.
         let stored = unsafe {
-            self.medium.write_disjoint(pos, bytes.len(), &mut |dst| {
+            self.fill_shared(pos, bytes.len(), &mut |dst| {
                 dst.copy_from_slice(bytes);
                 Ok(())
             })

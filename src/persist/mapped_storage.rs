@@ -297,8 +297,11 @@ impl Storage for MappedStorage {
     }
 
     fn reserve_holes(&mut self, from: u64, end: u64) -> Result<(), Errno> {
+        if self.holds_blocks(from, end) {
+            return Ok(());
+        }
         let (from, end) = (from & !4095, end.min(self.len));
-        if from >= end || end <= self.allocated_prefix(end)? || self.allocated.covers(from, end) {
+        if end <= self.allocated_prefix(end)? {
             return Ok(());
         }
         // Where the holes are (on ext4 also blocks allocated but never written: allocating

@@ -236,21 +236,27 @@ fn serve_shared_write(nr: usize, args: [usize; 6], file: &OpenFile, engine: &Eng
     if let Err(e) = super::marks::before_change(&file.inode, engine) {
         return Some(e.to_raw());
     }
-    let a = args;
-    let (single, vector) = (Some((a[1], a[2])), Some((a[1], a[2])));
-    let (bufs, at) = match nr as i64 {
-        libc::SYS_write => (buffers(single, None), None),
-        libc::SYS_writev => (buffers(None, vector), None),
-        libc::SYS_pwrite64 => (buffers(single, None), Some(a[3] as i64)),
-        libc::SYS_pwritev2 if a[3] as i64 == -1 => (buffers(None, vector), None),
-        _ => (buffers(None, vector), Some(a[3] as i64)),
-    };
+    let (bufs, at) = write_call(nr, args);
     let result = write_at_pos(&mut Writer::Shared(engine), file, bufs, at, false)?;
     nvmmio_core::engine::stats::count(&SERVED, 1);
     if changes_file(nr, Some(result)) {
         file.inode.touch();
     }
     Some(result)
+}
+
+/// The buffers of a write call and its offset (`None`: the file offset).
+fn write_call(nr: usize, args: [usize; 6]) -> (Result<Vec<Buf>, Errno>, Option<i64>) {
+    let (single, vector) = (Some((args[1], args[2])), Some((args[1], args[2])));
+    let at = Some(args[3] as i64);
+    match nr as i64 {
+        libc::SYS_write => (buffers(single, None), None),
+        libc::SYS_writev => (buffers(None, vector), None),
+        libc::SYS_pwrite64 => (buffers(single, None), at),
+        libc::SYS_pwritev2 if args[3] as i64 == -1 => (buffers(None, vector), None),
+        // pwritev, pwritev2
+        _ => (buffers(None, vector), at),
+    }
 }
 
 /// Whether the call is a `pwritev2` that syncs what it wrote (RWF_SYNC, RWF_DSYNC).
@@ -312,21 +318,19 @@ fn serve_engine(nr: usize, args: [usize; 6], file: &Arc<OpenFile>, engine: &mut 
         return serve_read(nr, args, file, engine);
     }
     let a = args;
-    let (single, vector) = (Some((a[1], a[2])), Some((a[1], a[2])));
     Some(match nr as i64 {
-        libc::SYS_write => write_alone(engine, file, buffers(single, None), None, false),
-        libc::SYS_writev => write_alone(engine, file, buffers(None, vector), None, false),
-        libc::SYS_pwrite64 => write_alone(engine, file, buffers(single, None), Some(a[3] as i64), false),
-        libc::SYS_pwritev => write_alone(engine, file, buffers(None, vector), Some(a[3] as i64), false),
+        libc::SYS_write | libc::SYS_writev | libc::SYS_pwrite64 | libc::SYS_pwritev => {
+            let (bufs, at) = write_call(nr, args);
+            write_alone(engine, file, bufs, at, false)
+        }
         libc::SYS_pwritev2 => {
             let flags = a[5] as i32;
             let known = libc::RWF_HIPRI | libc::RWF_NOWAIT | libc::RWF_DSYNC | libc::RWF_SYNC | libc::RWF_APPEND;
             if flags & !known != 0 {
                 return Some(err(libc::EOPNOTSUPP));
             }
-            let at = if a[3] as i64 == -1 { None } else { Some(a[3] as i64) };
-            let append = flags & libc::RWF_APPEND != 0;
-            let r = write_alone(engine, file, buffers(None, vector), at, append);
+            let (bufs, at) = write_call(nr, args);
+            let r = write_alone(engine, file, bufs, at, flags & libc::RWF_APPEND != 0);
             if r >= 0 && flags & (libc::RWF_DSYNC | libc::RWF_SYNC) != 0 {
                 let mut synced = engine.sync();
                 if synced == Err(Errno(libc::ENOSPC)) && super::drain_pool() {
