@@ -1,7 +1,9 @@
 //! Writes with the file shared (`ManagedFile::write_shared`, the path threads take at once) on
 //! real media (a mapped log and a mapped data file on tmpfs, as the preload has them), mixed
 //! with writes that hold the file, reads, truncates, syncs and checkpoints in the foreground
-//! and background, against the in-memory model; some writes are cut short, as by a bad buffer.
+//! and background, against the in-memory model, in redo, undo and hybrid logging; some writes
+//! are cut short, as by a bad buffer. Each case ends with a crash (the file left as a killed
+//! process leaves it), after a sync or not, and recovery to what the last commit covered.
 //! Threads writing at once on a real file are tests/threads.rs.
 
 mod common;
@@ -12,7 +14,7 @@ use std::os::fd::IntoRawFd;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use model::{apply_model, bytes, op, settings_for, Op};
-use nvmmio::engine::{Logging, ManagedFile};
+use nvmmio::engine::{Logging, ManagedFile, Mode};
 use nvmmio::persist::{LogFile, MappedStorage};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -20,6 +22,7 @@ use proptest::test_runner::TestCaseError;
 type File = ManagedFile<LogFile, MappedStorage>;
 
 static SHARED: AtomicU64 = AtomicU64::new(0);
+static SHARED_UNDO: AtomicU64 = AtomicU64::new(0);
 static CUT_SHORT: AtomicU64 = AtomicU64::new(0);
 
 fn log(dir: &std::path::Path, name: &str) -> LogFile {
@@ -39,9 +42,13 @@ fn write(file: &mut File, offset: u64, len: usize, seed: u8, short: Option<usize
         at += n;
         n
     };
+    let undo = file.mode() == Mode::Undo;
     let shared = file.write_shared(offset, len, &mut fill);
     if shared.is_some() {
         SHARED.fetch_add(1, Relaxed);
+        if undo {
+            SHARED_UNDO.fetch_add(1, Relaxed);
+        }
     }
     let written = match shared {
         Some(r) => r.unwrap(),
@@ -55,7 +62,13 @@ fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
     (0..a.len().max(b.len())).find(|&i| a.get(i) != b.get(i))
 }
 
-fn matches_model(logging: Logging, initial: &[u8], ops: &[(Op, bool)]) -> Result<(), TestCaseError> {
+/// Runs `ops` against the model; `synced_at_end`: the last act before the crash is a sync.
+fn matches_model(
+    logging: Logging,
+    initial: &[u8],
+    ops: &[(Op, bool)],
+    synced_at_end: bool,
+) -> Result<(), TestCaseError> {
     let dir = common::shm_dir();
     std::fs::write(dir.path().join("data"), initial).unwrap();
     let data = OpenOptions::new().read(true).write(true).open(dir.path().join("data")).unwrap();
@@ -63,6 +76,8 @@ fn matches_model(logging: Logging, initial: &[u8], ops: &[(Op, bool)]) -> Result
     let (mut file, _) = File::open(storage, log(dir.path(), "log"), settings_for(logging, 40)).unwrap();
     file.set_spare(log(dir.path(), "spare"));
     let mut model = initial.to_vec();
+    // What the last commit covered: all a crash may leave after recovery.
+    let (mut committed, mut commits) = (model.clone(), file.commits());
     for (op, cut) in ops {
         match *op {
             Op::Write { offset, len, seed } => {
@@ -93,22 +108,33 @@ fn matches_model(logging: Logging, initial: &[u8], ops: &[(Op, bool)]) -> Result
             Op::ApplyBackground => file.apply_frozen_here().unwrap(),
         }
         prop_assert_eq!(file.size(), model.len() as u64);
+        if file.commits() != commits {
+            (committed, commits) = (model.clone(), file.commits());
+        }
     }
     let mut all = vec![0u8; model.len()];
     prop_assert_eq!(file.read(0, &mut all).unwrap(), model.len());
     prop_assert!(all == model, "contents differ from byte {:?}", first_difference(&all, &model));
-    // Synced and left as a killed process leaves it, the file recovers to the model: the log's
-    // records, the room a short copy left unused among them included, scan to the last commit.
-    file.sync().unwrap();
+    // Left as a killed process leaves it, the file recovers to what the last commit covered:
+    // the log's records (the room a short copy left unused among them included) scan to the
+    // last commit, and undo records (unsealed ones of shared writers walked past) put back the
+    // blocks an undo epoch changed.
+    if synced_at_end {
+        file.sync().unwrap();
+        committed = model.clone();
+    }
     let (data, log, spare) = file.discard().unwrap();
     let (mut file, _) = File::open(data, log, settings_for(logging, 40)).unwrap();
     drop(spare);
-    prop_assert_eq!(file.size(), model.len() as u64);
-    // Checkpointed, the data file holds exactly the model.
+    let mut all = vec![0u8; committed.len()];
+    prop_assert_eq!(file.size(), committed.len() as u64);
+    prop_assert_eq!(file.read(0, &mut all).unwrap(), committed.len());
+    prop_assert!(all == committed, "recovered contents differ from byte {:?}", first_difference(&all, &committed));
+    // Checkpointed, the data file holds exactly that.
     file.checkpoint().unwrap();
     drop(file);
     let data = std::fs::read(dir.path().join("data")).unwrap();
-    prop_assert!(data == model, "the data file differs from byte {:?}", first_difference(&data, &model));
+    prop_assert!(data == committed, "the data file differs from byte {:?}", first_difference(&data, &committed));
     Ok(())
 }
 
@@ -119,9 +145,10 @@ proptest! {
     fn shared_and_held_writes_match_the_model(
         initial in proptest::collection::vec(any::<u8>(), 0..24_000),
         ops in proptest::collection::vec((op(), proptest::bool::weighted(0.1)), 1..80),
-        hybrid in any::<bool>(),
+        logging in prop_oneof![Just(Logging::Redo), Just(Logging::Hybrid), Just(Logging::Undo)],
+        synced_at_end in any::<bool>(),
     ) {
-        matches_model(if hybrid { Logging::Hybrid } else { Logging::Redo }, &initial, &ops)?;
+        matches_model(logging, &initial, &ops, synced_at_end)?;
     }
 }
 
@@ -140,7 +167,9 @@ fn the_shared_path_is_exercised() {
             ops.push((Op::Sync, false));
         }
     }
-    matches_model(Logging::Redo, &initial, &ops).unwrap();
+    matches_model(Logging::Redo, &initial, &ops, true).unwrap();
+    matches_model(Logging::Undo, &initial, &ops, false).unwrap();
     assert!(SHARED.load(Relaxed) > 50, "only {} writes were shared", SHARED.load(Relaxed));
+    assert!(SHARED_UNDO.load(Relaxed) > 50, "only {} undo writes were shared", SHARED_UNDO.load(Relaxed));
     assert!(CUT_SHORT.load(Relaxed) > 0);
 }

@@ -42,8 +42,11 @@ fn threads_writing_lanes_of_shared_blocks_and_blocks_of_their_own() {
     let exe = compile_c("lanes", build.path());
     // The program's own check, through the kernel.
     lanes(tmp_dir().path(), &exe, false, &[]);
-    for dir in [shm_dir(), tmp_dir()] {
-        for env in [&[][..], &[("NVMMIO_CHECKPOINT_AT", "64k")][..]] {
+    for (dir, on_tmpfs) in [(shm_dir(), true), (tmp_dir(), false)] {
+        // Undo epochs share the file on tmpfs only (stores in place need no writing back).
+        let undo = [("NVMMIO_LOGGING", "undo")];
+        let envs = [&[][..], &[("NVMMIO_CHECKPOINT_AT", "64k")][..], &undo[..]];
+        for env in envs.into_iter().take(if on_tmpfs { 3 } else { 2 }) {
             let summary = lanes(dir.path(), &exe, true, env);
             // A write that finds the file busy shares it (most of the 160,000 overwrite committed
             // blocks, and 8 threads on 2 cores find it busy about one time in 8: 18,000-29,000).
@@ -92,35 +95,46 @@ fn kill_recover_check(exe: &Path, dir: &Path, ms: u64, env: &[(&str, &str)]) -> 
 fn threads_killed_while_writing_leave_no_torn_or_lost_write() {
     let build = tmp_dir();
     let exe = compile_c("lanes_crash", build.path());
-    // A run that ends by itself first: its summary shows that these writes share the file.
-    let dir = shm_dir();
-    let (managed, side) = (dir.path().join("managed"), dir.path().join("side"));
-    std::fs::create_dir_all(&managed).unwrap();
-    std::fs::create_dir_all(&side).unwrap();
-    let file = managed.join("lanes.dat");
-    let out = Command::new(&exe)
-        .arg("run")
-        .arg(&file)
-        .arg(&side)
-        .arg("1")
-        .env("LD_PRELOAD", library())
-        .env("NVMMIO_DIRS", &managed)
-        .env("NVMMIO_STATS", "1")
-        .output()
-        .unwrap();
-    let summary = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success() && shared_writes(&summary) > 1_000, "{summary}");
-    let check = Command::new(&exe).arg("check").arg(&file).arg(&side).output().unwrap();
-    assert!(String::from_utf8_lossy(&check.stdout).starts_with("ok 1152"), "{check:?}");
+    let undo = [("NVMMIO_LOGGING", "undo")];
+    // Runs that end by themselves first: their summaries show that these writes share the file,
+    // in redo and in undo epochs.
+    for env in [&[][..], &undo[..]] {
+        let dir = shm_dir();
+        let (managed, side) = (dir.path().join("managed"), dir.path().join("side"));
+        std::fs::create_dir_all(&managed).unwrap();
+        std::fs::create_dir_all(&side).unwrap();
+        let file = managed.join("lanes.dat");
+        let out = Command::new(&exe)
+            .arg("run")
+            .arg(&file)
+            .arg(&side)
+            .arg("1")
+            .env("LD_PRELOAD", library())
+            .env("NVMMIO_DIRS", &managed)
+            .env("NVMMIO_STATS", "1")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        let summary = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success() && shared_writes(&summary) > 1_000, "{env:?}: {summary}");
+        let check = Command::new(&exe).arg("check").arg(&file).arg(&side).output().unwrap();
+        assert!(String::from_utf8_lossy(&check.stdout).starts_with("ok 1152"), "{check:?}");
+    }
     let mut seed = 0x2545_f491_4f6c_dd1du64;
-    for (dir, rounds) in [(shm_dir(), 8), (tmp_dir(), 3)] {
+    for (dir, rounds) in [(shm_dir(), 9), (tmp_dir(), 3)] {
         for round in 0..rounds {
             seed ^= seed << 13;
             seed ^= seed >> 7;
             seed ^= seed << 17;
             let ms = 50 + seed % 400;
-            // Every other round with small logs: kills land in background checkpoints too.
-            let env: &[(&str, &str)] = if round % 2 == 1 { &[("NVMMIO_CHECKPOINT_AT", "64k")] } else { &[] };
+            // Rounds with small logs (kills land in background checkpoints too), and on tmpfs
+            // rounds in undo epochs (kills land between one writer's placed undo record and
+            // another's store in place).
+            let env: &[(&str, &str)] = match round % 3 {
+                1 => &[("NVMMIO_CHECKPOINT_AT", "64k")],
+                2 => &undo,
+                _ => &[],
+            };
             kill_recover_check(&exe, dir.path(), ms, env);
         }
     }

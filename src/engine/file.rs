@@ -20,12 +20,11 @@ mod undo;
 
 use undo::roll_back;
 
-use std::collections::HashSet;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::{Acquire, Release};
 use std::sync::Arc;
 
-use super::index::{BlockHash, BlockIndex, FrozenIndex, Slot};
+use super::index::{BlockIndex, FrozenIndex, Slot};
 use super::log::{Found, Log, OpenError, Opened};
 use super::policy::{Logging, Mode, Policy};
 use super::record::{Kind, BLOCK, RECORD_HEADER_LEN};
@@ -126,8 +125,6 @@ fn new_slot_run(block: u64, last: u64, mut needs_slot: impl FnMut(u64) -> bool) 
     }
     blocks
 }
-
-type BlockSet = HashSet<u64, BlockHash>;
 
 /// Writes a run of consecutive pieces of a file from an offset (see [`Frozen::apply`]).
 pub type RunWriter<'a> = dyn FnMut(u64, &[&[u8]]) -> Result<(), Errno> + 'a;
@@ -244,9 +241,6 @@ pub struct ManagedFile<M: Medium, S: Storage> {
     /// checkpoints first, and an undo epoch commits by emptying the log.
     mode: Mode,
     policy: Policy,
-    /// Undo mode: blocks whose old contents the log holds for this epoch (saved once: a second
-    /// write must not replace the image with already changed bytes, the original's bug).
-    undone: BlockSet,
     /// Changes of logging since open (statistics and tests).
     switches: u64,
 }
@@ -271,7 +265,6 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
             unpublished: false,
             mode: policy.initial(),
             policy,
-            undone: BlockSet::default(),
             switches: 0,
         })
     }

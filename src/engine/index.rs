@@ -8,7 +8,7 @@
 //! blocks for writing ([`BlockIndex::lock_blocks`]) and keep the lists of what they made there
 //! (records to seal, new slots to publish) in those shards until the next commit gathers them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::atomic::{AtomicBool, AtomicU32};
@@ -59,8 +59,8 @@ impl Hasher for BlockHasher {
     }
 }
 
-pub(super) type BlockHash = BuildHasherDefault<BlockHasher>;
 type Map = HashMap<u64, Slot, BuildHasherDefault<ShardHasher>>;
+type Set = HashSet<u64, BuildHasherDefault<ShardHasher>>;
 
 /// [`BlockHasher`] for a shard's map, whose blocks all share the bits that pick the shard:
 /// those are left out (kept, every key would fall into a sixteenth of the buckets).
@@ -95,6 +95,9 @@ pub(super) struct Shard {
     pub unsealed: Vec<u64>,
     /// (block, slot) of every new slot of the current epoch (published at its fsync).
     pub epoch_blocks: Vec<(u64, u64)>,
+    /// Undo epochs: the blocks whose old contents the log holds for this epoch (saved once: a
+    /// second write must not replace the image with already changed bytes, the original's bug).
+    undone: Set,
 }
 
 /// A shard's lock on a cache line of its own: two threads locking neighbours do not share one.
@@ -196,6 +199,16 @@ impl BlockIndex {
         self.shard_mut(block).epoch_blocks.push((block, pos));
     }
 
+    /// Undo epochs: whether `block`'s old contents are saved already (the index held alone).
+    pub fn undone(&mut self, block: u64) -> bool {
+        *self.listed.get_mut() & 1 << shard_of(block) != 0 && self.shard_mut(block).undone.contains(&block)
+    }
+
+    pub fn mark_undone(&mut self, block: u64) {
+        *self.listed.get_mut() |= 1 << shard_of(block);
+        self.shard_mut(block).undone.insert(block);
+    }
+
     /// Runs `f` on each shard whose epoch lists may hold something (a commit after an append
     /// in place visits none).
     fn for_listed(&mut self, mut f: impl FnMut(&mut Shard)) {
@@ -243,6 +256,7 @@ impl BlockIndex {
         self.for_listed(|shard| {
             shard.unsealed.clear();
             shard.epoch_blocks.clear();
+            shard.undone.clear();
         });
         *self.listed.get_mut() = 0;
     }
@@ -392,6 +406,15 @@ impl Locked<'_> {
         self.shard(block)
     }
 
+    /// See [`BlockIndex::undone`].
+    pub fn undone(&mut self, block: u64) -> bool {
+        self.shard(block).undone.contains(&block)
+    }
+
+    pub fn mark_undone(&mut self, block: u64) {
+        self.lists(block).undone.insert(block);
+    }
+
     pub fn insert(&mut self, block: u64, slot: Slot) -> Option<Slot> {
         let old = self.shard(block).map.insert(block, slot);
         if !self.index.filled.load(Relaxed) {
@@ -407,6 +430,24 @@ mod tests {
 
     fn slot(pos: u64) -> Slot {
         Slot { pos, era: 0, published: false, nth: 0 }
+    }
+
+    /// Undo epochs: a block saved through either view is saved for the other; a commit's
+    /// clearing forgets them all.
+    #[test]
+    fn undone_blocks_are_seen_by_both_views_until_the_epoch_ends() {
+        let mut index = BlockIndex::default();
+        index.mark_undone(3);
+        {
+            let mut locked = index.lock_blocks(0, 40);
+            assert!(locked.undone(3));
+            assert!(!locked.undone(40));
+            locked.mark_undone(40);
+        }
+        assert!(index.undone(40) && index.undone(3) && !index.undone(4));
+        assert!(index.is_empty(), "undone blocks are not slots");
+        index.clear_epoch();
+        assert!(!index.undone(3) && !index.undone(40));
     }
 
     #[test]

@@ -18,12 +18,20 @@
 //! with one flush and fence *before* the data file is overwritten in place; the epoch then
 //! commits by `reset` (after syncing the data file), which voids them all. Recovery writes
 //! back the undo records found after the last commit record of the header's generation.
+//!
+//! Threads writing an undo epoch with the file shared ([`Log::place_undo_shared`], tmpfs only)
+//! take room and store their records' headers, unsealed, under one small lock, in the order
+//! of their room; each then fills and seals its own records before its stores in place. A
+//! crash can thus leave a placed record unsealed (its writer stored nothing in place yet)
+//! before sealed ones of other writers: the scan walks past such a record to the undo records
+//! after it, and accepts nothing else after it (a commit record never follows one).
 
 use super::record::*;
 use crate::persist::Medium;
 use crate::sys::Errno;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Mutex;
 
 /// Fills an undo image: `read(file offset, destination)` (see [`Log::save_undo`]).
 pub type ImageReader<'a> = dyn FnMut(u64, &mut [u8]) -> Result<(), Errno> + 'a;
@@ -54,6 +62,8 @@ pub struct Log<M: Medium> {
     /// The header was written back but not waited for (see [`Log::create_lazily`]): the next
     /// fence makes it durable.
     header_unfenced: bool,
+    /// Held while a writer sharing an undo epoch takes room and places its records' headers.
+    placing: Mutex<()>,
     /// Test builds only: deliberately broken variants, to show that the tests catch them.
     #[cfg(test)]
     mutation: Mutation,
@@ -126,6 +136,7 @@ impl<M: Medium> Log<M> {
             max_len,
             oversized_to: 0,
             header_unfenced: false,
+            placing: Mutex::new(()),
             #[cfg(test)]
             mutation: Mutation::None,
         };
@@ -188,12 +199,28 @@ impl<M: Medium> Log<M> {
             max_len,
             oversized_to: 0,
             header_unfenced: false,
+            placing: Mutex::new(()),
             #[cfg(test)]
             mutation: Mutation::None,
         };
         let mut found = Vec::new();
         let mut committed = 0;
-        while let Some(record) = log.record_at(log.tail()) {
+        let mut walked_past = false;
+        loop {
+            let Some(record) = log.record_at(log.tail()) else {
+                // A shared undo writer's record placed but not sealed: the next ones may be.
+                match log.unsealed_undo_at(log.tail()) {
+                    Some(size) => {
+                        log.set_tail(log.tail() + size);
+                        walked_past = true;
+                        continue;
+                    }
+                    None => break,
+                }
+            };
+            if walked_past && record.header.kind != Kind::Undo {
+                break;
+            }
             log.set_tail(record.data_pos - RECORD_HEADER_LEN + record.header.size());
             found.push(record);
             if record.header.kind == Kind::Commit {
@@ -230,6 +257,19 @@ impl<M: Medium> Log<M> {
             return Some(Found { header, data_pos });
         }
         header.check(crc, &data).then_some(Found { header, data_pos })
+    }
+
+    /// The size of the unsealed undo record of this generation at `pos`, if one is there
+    /// (see [`Log::place_undo_shared`]).
+    fn unsealed_undo_at(&self, pos: u64) -> Option<u64> {
+        if pos + RECORD_HEADER_LEN > self.medium.len() {
+            return None;
+        }
+        let mut raw = [0u8; RECORD_HEADER_LEN as usize];
+        self.medium.read(pos, &mut raw);
+        let (header, crc) = RecordHeader::decode(&raw)?;
+        let fits = pos + header.size() <= self.medium.len();
+        (header.kind == Kind::Undo && header.generation == self.generation && crc == 0 && fits).then_some(header.size())
     }
 
     fn tail(&self) -> u64 {
@@ -385,6 +425,45 @@ impl<M: Medium> Log<M> {
         at + RECORD_HEADER_LEN
     }
 
+    /// Takes room for the undo records of `images` (file offset, length) and places their
+    /// headers, unsealed, under the placing lock (see the module doc); returns their data
+    /// positions, for [`Log::fill_shared`] and [`Log::seal_shared`]. `None`: no room as the
+    /// log is (growing it needs the file alone).
+    #[allow(unsafe_code)]
+    pub fn place_undo_shared(&self, epoch: u32, images: &[(u64, usize)]) -> Option<Vec<u64>> {
+        let bytes = images.iter().map(|&(_, len)| record_size(len as u64)).sum();
+        let _placing = self.placing.lock().unwrap_or_else(|p| p.into_inner());
+        let mut at = self.reserve_shared(bytes)?;
+        let positions = images
+            .iter()
+            .map(|&(offset, len)| {
+                // SAFETY: the next record of the room just taken.
+                let pos = unsafe { self.place_record(at, Kind::Undo, offset, epoch, len) };
+                at += record_size(len as u64);
+                pos
+            })
+            .collect();
+        Some(positions)
+    }
+
+    /// Seals the record whose data starts at `data_pos` (its checksum stored), for a writer
+    /// sharing the log.
+    ///
+    /// # Safety
+    /// The record is the caller's own (placed in room it took) and filled.
+    #[allow(unsafe_code)]
+    pub unsafe fn seal_shared(&self, data_pos: u64) {
+        if let Some(sealed) = self.sealed_header(data_pos) {
+            // SAFETY: the caller's record (its promise).
+            unsafe { self.store_shared(data_pos - RECORD_HEADER_LEN, &sealed) };
+        }
+    }
+
+    /// Whether the header is durable (no store in place waits for a fence first).
+    pub fn header_durable(&self) -> bool {
+        !self.header_unfenced
+    }
+
     /// [`Log::fill`] for a writer sharing the log.
     ///
     /// # Safety
@@ -502,12 +581,17 @@ impl<M: Medium> Log<M> {
 
     /// Stores the checksum of the record whose data starts at `data_pos`.
     fn seal(&mut self, data_pos: u64) {
+        if let Some(sealed) = self.sealed_header(data_pos) {
+            self.medium.write(data_pos - RECORD_HEADER_LEN, &sealed);
+        }
+    }
+
+    /// The header of the record whose data starts at `data_pos`, with its checksum.
+    fn sealed_header(&self, data_pos: u64) -> Option<[u8; RECORD_HEADER_LEN as usize]> {
         let mut raw = [0u8; RECORD_HEADER_LEN as usize];
         self.medium.read(data_pos - RECORD_HEADER_LEN, &mut raw);
-        if let Some((header, _)) = RecordHeader::decode(&raw) {
-            let encoded = header.encode(self.medium.bytes(data_pos, header.len as usize));
-            self.medium.write(data_pos - RECORD_HEADER_LEN, &encoded);
-        }
+        let (header, _) = RecordHeader::decode(&raw)?;
+        Some(header.encode(self.medium.bytes(data_pos, header.len as usize)))
     }
 
     /// Seals the `unsealed` records and commits every record so far with one record carrying
@@ -723,6 +807,33 @@ mod tests {
             assert_eq!(opened.log.committed_end(), committed_end);
             assert_eq!(opened.log.needed_end(), committed_end + 2 * RECORD_HEADER_LEN + 4096 + 104);
         }
+    }
+
+    /// A writer sharing an undo epoch placed its record and was stopped before sealing it (it
+    /// had stored nothing in place): the sealed records of other writers after it still count.
+    /// Shared undo writes run on tmpfs only, where a crash is a process kill.
+    #[test]
+    fn unsealed_undo_records_are_walked_past() {
+        let mut log = Log::create(SimMedium::new(4096), 1 << 20, Some(8192), 0).unwrap();
+        let placed = log.allocate(Kind::Undo, 0, 1, 4096).unwrap();
+        log.save_undo(1, &[(4096, 4096)], &mut |_, dst| {
+            dst.fill(2);
+            Ok(())
+        })
+        .unwrap();
+        let opened = reopen(log.medium().after(Crash::ProcessKill));
+        let undo: Vec<(u64, u64)> = opened.undo.iter().map(|r| (r.header.offset, r.data_pos)).collect();
+        let second = placed + 4096 + RECORD_HEADER_LEN;
+        assert_eq!(undo, vec![(4096, second)]);
+        assert_eq!(opened.log.needed_end(), second + 4096);
+        // Nothing but undo records counts after an unsealed one: a commit record never follows
+        // one, and a stale one must not stand in.
+        let mut log = Log::create(SimMedium::new(4096), 1 << 20, Some(8192), 0).unwrap();
+        log.allocate(Kind::Undo, 0, 1, 100).unwrap();
+        log.commit(1, 100, &[]).unwrap();
+        let opened = reopen(log.medium().after(Crash::ProcessKill));
+        assert!(opened.committed.is_empty());
+        assert_eq!(opened.log.committed_end(), LOG_HEADER_LEN);
     }
 
     #[test]

@@ -1,7 +1,16 @@
-//! Process-wide engine counters, for the exit summary (`nvmmio run --stats`).
+//! Process-wide engine counters, for the exit summary (`nvmmio run --stats`). The data path
+//! counts only when the summary was asked for ([`enable`]): every count stores into cache lines
+//! all threads share, which threads writing at once would pass back and forth on every call.
 
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// Turns counting on (the exit summary was asked for).
+pub fn enable() {
+    ENABLED.store(true, Relaxed);
+}
 
 pub static BYTES_LOGGED: AtomicU64 = AtomicU64::new(0);
 /// Bytes written straight into data files (past the committed size).
@@ -29,17 +38,20 @@ pub static LOST_LOGS: AtomicU64 = AtomicU64::new(0);
 pub static LOG_PEAK: AtomicU64 = AtomicU64::new(0);
 
 pub fn note_log_used(bytes: u64) {
-    if bytes > LOG_PEAK.load(Relaxed) {
+    if ENABLED.load(Relaxed) && bytes > LOG_PEAK.load(Relaxed) {
         LOG_PEAK.store(bytes, Relaxed);
     }
 }
 
-/// Adds `n` to a counter without a locked instruction: the data path counts every call and
-/// block, and a locked add waits for every store before it (the block just copied) to
-/// complete. Threads counting at the same instant may lose a count (statistics only).
+/// Adds `n` to a counter, if counting is on, without a locked instruction: the data path
+/// counts every call and block, and a locked add waits for every store before it (the block
+/// just copied) to complete. Threads counting at the same instant may lose a count
+/// (statistics only).
 #[inline]
 pub fn count(counter: &AtomicU64, n: u64) {
-    counter.store(counter.load(Relaxed).wrapping_add(n), Relaxed);
+    if ENABLED.load(Relaxed) {
+        counter.store(counter.load(Relaxed).wrapping_add(n), Relaxed);
+    }
 }
 
 /// `12.3 MiB` style.

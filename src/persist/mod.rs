@@ -171,6 +171,30 @@ pub trait Storage {
         let _ = (from, end);
         false
     }
+    /// Whether [`Storage::store_disjoint`] works now: a file in memory (tmpfs: a store needs
+    /// no write-back), mapped to its end.
+    fn takes_shared_stores(&self) -> bool {
+        false
+    }
+    /// [`Storage::write_in_place`] through a shared reference, inside the file (no growth, no
+    /// allocation, nothing to write back): several threads may store at once, each into a range
+    /// of its own. EOPNOTSUPP unless [`Storage::takes_shared_stores`].
+    ///
+    /// # Safety
+    /// `[offset, offset + len)` lies within the file, its blocks are allocated
+    /// ([`Storage::holds_blocks`]), and no other writer stores into it until this returns.
+    /// (Readers may look at it meanwhile and see part of the store, as a reader through the
+    /// kernel can during a write.)
+    #[allow(unsafe_code)]
+    unsafe fn store_disjoint(
+        &self,
+        offset: u64,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]) -> usize,
+    ) -> Result<usize, Errno> {
+        let _ = (offset, len, fill);
+        Err(Errno(libc::EOPNOTSUPP))
+    }
     /// How far [`Storage::reserve_past_end`] allocated (0: nothing past the end); cut back by
     /// [`Storage::set_len`].
     fn reserved_to(&self) -> u64 {

@@ -98,6 +98,9 @@ pub fn init(settings: &Settings) -> bool {
     sys::set_close_hook(reserved_fd::unreserve);
     crate::ffi::at_fork(fork_prepare, fork_parent, fork_child);
     let stats_fd = if settings.stats { reserved_fd::reserve_copy(2).unwrap_or(-1) } else { -1 };
+    if settings.stats {
+        nvmmio_core::engine::stats::enable();
+    }
     note_file_size_limit();
     let devs = dirs.iter().map(|d| cstring(d.clone()).and_then(|c| sys::stat(&c)).map_or(0, |st| st.st_dev)).collect();
     let in_place_on_disks = settings.in_place_on_disks;

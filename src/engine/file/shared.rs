@@ -3,16 +3,21 @@
 //! preload takes this path for a write that finds another thread in the file; one that finds
 //! the file free takes it alone, which needs no shard lock at all.
 //!
-//! Only the common case takes this path: a redo epoch overwriting blocks below the committed
-//! size, inside the data file, with no hole there, whose new slots fit in the log as it is.
-//! Everything else (appends in place, undo epochs, a log that must grow or be checkpointed,
-//! reserving room in the data file) declines before changing anything, and the caller takes
-//! the file for itself and calls [`ManagedFile::write_with`].
+//! Only the common cases take this path: overwrites of blocks below the committed size, inside
+//! the data file, with no hole there, whose records fit in the log as it is:
+//! - in a redo epoch, new slots (or the epoch's slots) in the log;
+//! - in an undo epoch on tmpfs, the old contents of each block not saved yet this epoch, then
+//!   the store in place (see [`Log::place_undo_shared`] for the order a crash relies on).
+//!
+//! Everything else (appends in place, a log that must grow or be checkpointed, reserving room
+//! in the data file, undo epochs where stores need writing back) declines before changing
+//! anything, and the caller takes the file for itself and calls [`ManagedFile::write_with`].
 //!
 //! Why the stores are sound: a writer stores only into room it took from the log's tail
-//! atomically ([`Log::reserve_shared`]), or into a slot of the current epoch found under its
-//! shard's write lock; readers look slots up and copy them under the shard's read lock; and
-//! whatever moves or reuses the log (growth, commit, checkpoint, truncate) holds the file alone.
+//! atomically ([`Log::reserve_shared`]), into a slot of the current epoch found under its
+//! shard's write lock, or into data file blocks whose shard it holds locked; readers look slots
+//! up and copy them under the shard's read lock; and whatever moves or reuses the log (growth,
+//! commit, checkpoint, truncate) holds the file alone.
 #![allow(unsafe_code)]
 
 use super::*;
@@ -29,18 +34,37 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         fill: &mut dyn FnMut(&mut [u8]) -> usize,
     ) -> Option<Result<usize, Errno>> {
         let end = offset.checked_add(len as u64)?;
-        // Below the committed size nothing goes in place and the size stays; inside the data
-        // file, with blocks there, nothing needs room in it; with reads ready (or whole blocks
-        // only), a partial block can be read.
-        let plain = len > 0
-            && self.mode == Mode::Redo
+        // Below the committed size the size stays; inside the data file, with blocks there,
+        // nothing needs room in it.
+        let inside = len > 0
             && end <= self.committed_size
-            && (self.data.reads_ready() || (offset.is_multiple_of(BLOCK) && end.is_multiple_of(BLOCK)))
             && self.data.size().is_ok_and(|n| end <= n)
             && self.data.holds_blocks(offset, end);
-        if !plain {
+        if !inside {
             return None;
         }
+        match self.mode {
+            // With reads ready (or whole blocks only), a partial block can be read.
+            Mode::Redo if self.data.reads_ready() || (offset.is_multiple_of(BLOCK) && end.is_multiple_of(BLOCK)) => {
+                self.write_shared_redo(offset, end, fill)
+            }
+            // Stores that need no writing back, after a durable header (see `write_undo`).
+            Mode::Undo
+                if self.data.takes_shared_stores() && self.log.header_durable() && !self.log.medium().checks_data() =>
+            {
+                self.write_shared_undo(offset, end, fill)
+            }
+            _ => None,
+        }
+    }
+
+    /// [`ManagedFile::write_shared`] in a redo epoch.
+    fn write_shared_redo(
+        &self,
+        offset: u64,
+        end: u64,
+        fill: &mut dyn FnMut(&mut [u8]) -> usize,
+    ) -> Option<Result<usize, Errno>> {
         let (first, last) = (offset / BLOCK, (end - 1) / BLOCK);
         let mut index = self.index.lock_blocks(first, last);
         // The room of every record this write makes, taken at once.
@@ -70,6 +94,53 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
             index.lists(first).unsealed.push(filler);
         }
         Some(done)
+    }
+
+    /// [`ManagedFile::write_shared`] in an undo epoch: the images of the blocks not saved yet
+    /// this epoch, placed in order with other writers', filled and sealed; then the store in
+    /// place, all under the blocks' shard locks.
+    fn write_shared_undo(
+        &self,
+        offset: u64,
+        end: u64,
+        fill: &mut dyn FnMut(&mut [u8]) -> usize,
+    ) -> Option<Result<usize, Errno>> {
+        let (first, last) = (offset / BLOCK, (end - 1) / BLOCK);
+        let mut index = self.index.lock_blocks(first, last);
+        let images: Vec<(u64, usize)> =
+            (first..=last).filter(|&b| !index.undone(b)).map(|b| self.undo_image(b)).collect();
+        if !images.is_empty() {
+            let positions = self.log.place_undo_shared(self.epoch, &images)?;
+            for (&(at, len), &pos) in images.iter().zip(&positions) {
+                // SAFETY: the record's data is in this writer's own room.
+                let saved = unsafe {
+                    self.log.fill_shared(pos, len, &mut |dst| {
+                        // Past the data file's end the bytes read as zeros.
+                        dst.fill(0);
+                        self.data.read_at(at, dst).map(drop)
+                    })
+                };
+                if let Err(e) = saved {
+                    // Unsealed, the record guards nothing: recovery walks past it.
+                    return Some(Err(e));
+                }
+                // SAFETY: as above, and filled.
+                unsafe { self.log.seal_shared(pos) };
+                index.mark_undone(at / BLOCK);
+            }
+            stats::count(&stats::BLOCKS_UNDO_SAVED, images.len() as u64);
+        }
+        stats::count(&stats::WRITES_SHARED, 1);
+        self.policy.note_write();
+        self.policy.note_overwrite();
+        let len = (end - offset) as usize;
+        // SAFETY: inside the data file with its blocks allocated (checked by `write_shared`), and
+        // no other writer stores into these blocks: their shards are locked.
+        let copied = unsafe { self.data.store_disjoint(offset, len, fill) };
+        if let Ok(n) = copied {
+            stats::count(&stats::BYTES_IN_PLACE, n as u64);
+        }
+        Some(copied)
     }
 
     /// Whether `block` takes a new slot: nothing logged for it in this epoch.

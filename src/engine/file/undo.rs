@@ -20,17 +20,21 @@ use super::*;
 
 impl<M: Medium, S: Storage> ManagedFile<M, S> {
     /// Whether storing into `block` from `from` on needs the block's old contents saved first.
-    fn needs_undo(&self, block: u64, from: u64) -> bool {
-        from < self.committed_size && !self.undone.contains(&block)
+    fn needs_undo(&mut self, block: u64, from: u64) -> bool {
+        from < self.committed_size && !self.index.undone(block)
     }
 
     /// The undo images (file offset, length) a write of `offset..end` needs: each changed
     /// block's part below the committed size.
-    fn undo_images(&self, offset: u64, end: u64) -> Vec<(u64, usize)> {
-        (offset / BLOCK..=(end - 1) / BLOCK)
-            .filter(|&b| self.needs_undo(b, offset.max(b * BLOCK)))
-            .map(|b| (b * BLOCK, (self.committed_size - b * BLOCK).min(BLOCK) as usize))
-            .collect()
+    fn undo_images(&mut self, offset: u64, end: u64) -> Vec<(u64, usize)> {
+        let blocks: Vec<u64> =
+            (offset / BLOCK..=(end - 1) / BLOCK).filter(|&b| self.needs_undo(b, offset.max(b * BLOCK))).collect();
+        blocks.into_iter().map(|b| self.undo_image(b)).collect()
+    }
+
+    /// The undo image of `block`: its part below the committed size (file offset, length).
+    pub(super) fn undo_image(&self, block: u64) -> (u64, usize) {
+        (block * BLOCK, (self.committed_size - block * BLOCK).min(BLOCK) as usize)
     }
 
     /// [`ManagedFile::write_with`] in undo mode: old contents saved (durably), then the new
@@ -49,9 +53,11 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         // Room for the records first (a full log commits the epoch so far: a new one, needing
         // other images, begins).
         let generation = self.log.generation();
-        self.make_room(room(&self.undo_images(offset, end)))?;
+        let images = self.undo_images(offset, end);
+        self.make_room(room(&images))?;
         if self.log.generation() != generation {
-            self.make_room(room(&self.undo_images(offset, end)))?;
+            let images = self.undo_images(offset, end);
+            self.make_room(room(&images))?;
         }
         // The data file's blocks too: ENOSPC before any change.
         self.data.reserve(offset, end)?;
@@ -64,7 +70,9 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
                 dst.fill(0);
                 data.read_at(at, dst).map(drop)
             })?;
-            self.undone.extend(images.iter().map(|&(at, _)| at / BLOCK));
+            for &(at, _) in &images {
+                self.index.mark_undone(at / BLOCK);
+            }
             stats::count(&stats::BLOCKS_UNDO_SAVED, images.len() as u64);
         }
         // Bytes past the committed size have no image: only the header's base size makes a
@@ -95,10 +103,9 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         }
         self.log.reset(Some(self.size))?;
         self.committed_size = self.size;
-        self.undone.clear();
         self.index.clear_epoch();
         self.commits += 1;
-        stats::COMMITS.fetch_add(1, Relaxed);
+        stats::count(&stats::COMMITS, 1);
         self.epoch = self.epoch.wrapping_add(1);
         self.era += 1;
         Ok(())
