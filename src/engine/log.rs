@@ -238,14 +238,19 @@ impl<M: Medium> Log<M> {
         Ok(Opened { log, committed: found, discarded, undo, base_size })
     }
 
-    /// The valid record at `pos` of this generation, if any.
-    fn record_at(&self, pos: u64) -> Option<Found> {
+    /// The record header at `pos` and the checksum it carries, if one decodes there.
+    fn header_at(&self, pos: u64) -> Option<(RecordHeader, u32)> {
         if pos + RECORD_HEADER_LEN > self.medium.len() {
             return None;
         }
         let mut raw = [0u8; RECORD_HEADER_LEN as usize];
         self.medium.read(pos, &mut raw);
-        let (header, crc) = RecordHeader::decode(&raw)?;
+        RecordHeader::decode(&raw)
+    }
+
+    /// The valid record at `pos` of this generation, if any.
+    fn record_at(&self, pos: u64) -> Option<Found> {
+        let (header, crc) = self.header_at(pos)?;
         let data_pos = pos + RECORD_HEADER_LEN;
         if header.generation != self.generation || data_pos + header.len as u64 > self.medium.len() {
             return None;
@@ -262,12 +267,7 @@ impl<M: Medium> Log<M> {
     /// The size of the unsealed undo record of this generation at `pos`, if one is there
     /// (see [`Log::place_undo_shared`]).
     fn unsealed_undo_at(&self, pos: u64) -> Option<u64> {
-        if pos + RECORD_HEADER_LEN > self.medium.len() {
-            return None;
-        }
-        let mut raw = [0u8; RECORD_HEADER_LEN as usize];
-        self.medium.read(pos, &mut raw);
-        let (header, crc) = RecordHeader::decode(&raw)?;
+        let (header, crc) = self.header_at(pos)?;
         let fits = pos + header.size() <= self.medium.len();
         (header.kind == Kind::Undo && header.generation == self.generation && crc == 0 && fits).then_some(header.size())
     }
