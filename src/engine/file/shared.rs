@@ -135,7 +135,8 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         self.policy.note_overwrite();
         let len = (end - offset) as usize;
         // SAFETY: inside the data file with its blocks allocated (checked by `write_shared`), and
-        // no other writer stores into these blocks: their shards are locked.
+        // no other writer stores into these blocks: their shards are locked. (On tmpfs the
+        // commit has nothing of the data file to sync: `in_place_dirty` need not be set.)
         let copied = unsafe { self.data.store_disjoint(offset, len, fill) };
         if let Ok(n) = copied {
             stats::count(&stats::BYTES_IN_PLACE, n as u64);
