@@ -93,26 +93,14 @@ impl Mapping {
 
     /// Maps the pages of `[offset, offset + len)` now, in one call, instead of one fault each
     /// on first store (best effort: MADV_POPULATE_WRITE, Linux 5.14). It allocates any hole in
-    /// the range: only for allocated ranges. (As a store would, it moves the file's times.)
+    /// the range: only for allocated ranges.
     pub fn populate(&self, offset: usize, len: usize) {
-        self.advise_populate(offset, len, 23);
-    }
-
-    /// Maps the pages of `[offset, offset + len)` for reading now, in one call (best effort:
-    /// MADV_POPULATE_READ): a first store to each still takes a (light) fault, but neither the
-    /// pages nor the file's times change. On tmpfs it allocates any hole: only for allocated
-    /// ranges.
-    pub fn populate_for_reading(&self, offset: usize, len: usize) {
-        self.advise_populate(offset, len, 22);
-    }
-
-    fn advise_populate(&self, offset: usize, len: usize, advice: usize) {
         let start = offset & !4095;
         let end = (offset + len).min(self.len);
         if start >= end {
             return;
         }
-        let a = [self.addr + start, end - start, advice, 0, 0, 0];
+        let a = [self.addr + start, end - start, 23, 0, 0, 0];
         // SAFETY: advice on a range we own; it changes no contents.
         let _ = unsafe { syscall6(libc::SYS_madvise as usize, a) };
     }
