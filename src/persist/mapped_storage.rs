@@ -24,9 +24,6 @@ pub struct MappedStorage {
     /// Every block below this is known to be allocated (tmpfs; 0 if unknown): saves asking
     /// the kernel again at every commit's publishing.
     hole_free_to: u64,
-    /// On tmpfs, the blocks in place writes allocated are mapped up to here (one call for the
-    /// room kept for appends instead of a fault a page).
-    populated_to: u64,
     /// Blocks past the end are allocated up to here for logged bytes (see
     /// [`Storage::reserve_past_end`]; 0: none). Not counted in `hole_free_to`, which stays at
     /// or below `len`.
@@ -76,7 +73,6 @@ impl MappedStorage {
             map: None,
             bulk: Vec::new(),
             hole_free_to: 0,
-            populated_to: len,
             reserved_to: 0,
             allocated: Ranges::default(),
             populated: Vec::new(),
@@ -109,7 +105,8 @@ impl MappedStorage {
 
     /// Before a store into `[offset, end)`: sets up the pages of the chunks it falls in that
     /// are not yet, for writing, one call per chunk (tmpfs; only where the file is known to
-    /// have no hole: populating a hole for writing allocates it). Best effort: a page left out
+    /// have no hole, below `hole_free_to` or in ranges it allocated such as the room kept for
+    /// appends: populating a hole for writing allocates it). Best effort: a page left out
     /// faults when used.
     fn populate_chunks(&self, offset: u64, end: u64) {
         let Some(map) = self.map.as_ref().filter(|_| self.tmpfs && end > offset) else { return };
@@ -120,9 +117,10 @@ impl MappedStorage {
                 continue;
             }
             let (start, stop) = (chunk * POPULATE_CHUNK, (chunk + 1) * POPULATE_CHUNK);
-            let known = stop.min(self.hole_free_to).min(map.len() as u64);
+            let in_file = stop.min(self.len).min(map.len() as u64);
+            let known = if self.allocated.covers(start, in_file) { in_file } else { in_file.min(self.hole_free_to) };
             if known <= start {
-                return;
+                continue;
             }
             map.populate(start as usize, (known - start) as usize);
             // Once per chunk: whatever of it was left out (a hole, past the end) faults.
@@ -300,15 +298,8 @@ impl Storage for MappedStorage {
             }
         }
         self.ensure_mapped(self.len as usize)?;
-        self.populate_chunks(offset, end.min(self.hole_free_to));
+        self.populate_chunks(offset, end);
         let map = self.map.as_mut().expect("mapped above");
-        let populate_from = self.populated_to.max(offset & !4095);
-        if populate_from < self.len && self.tmpfs {
-            // Fresh blocks, about to be stored into: one call maps them all (on tmpfs, where
-            // mapping a page costs no read).
-            map.populate(populate_from as usize, (self.len - populate_from) as usize);
-            self.populated_to = self.len;
-        }
         Ok(fill(&mut map.as_mut_slice()[offset as usize..end as usize]))
     }
 
@@ -460,7 +451,6 @@ impl Storage for MappedStorage {
         self.allocated.cut(len);
         self.len = len;
         self.hole_free_to = self.hole_free_to.min(len);
-        self.populated_to = self.populated_to.min(len);
         // Blocks past a shrink are gone: no store through the mapping there any more.
         self.bulk.retain_mut(|r| {
             r.1 = r.1.min(len);
@@ -507,7 +497,6 @@ impl Storage for MappedStorage {
             self.reserved_to = self.reserved_to.min(len);
         }
         self.len = len;
-        self.populated_to = self.populated_to.min(self.len);
         // Asked now, not left unknown: reads go through the mapping only below it.
         self.allocated_prefix(self.len)?;
         Ok(self.len)

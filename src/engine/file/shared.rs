@@ -113,13 +113,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
             let positions = self.log.place_undo_shared(self.epoch, &images)?;
             for (&(at, len), &pos) in images.iter().zip(&positions) {
                 // SAFETY: the record's data is in this writer's own room.
-                let saved = unsafe {
-                    self.log.fill_shared(pos, len, &mut |dst| {
-                        // Past the data file's end the bytes read as zeros.
-                        dst.fill(0);
-                        self.data.read_at(at, dst).map(drop)
-                    })
-                };
+                let saved = unsafe { self.log.fill_shared(pos, len, &mut |dst| undo::read_image(&self.data, at, dst)) };
                 if let Err(e) = saved {
                     // Unsealed, the record guards nothing: recovery walks past it.
                     return Some(Err(e));

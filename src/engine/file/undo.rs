@@ -18,6 +18,13 @@
 
 use super::*;
 
+/// Fills `dst` with the data file's bytes at `at`, an undo image (past the file's end the bytes
+/// read as zeros).
+pub(super) fn read_image<S: Storage>(data: &S, at: u64, dst: &mut [u8]) -> Result<(), Errno> {
+    dst.fill(0);
+    data.read_at(at, dst).map(drop)
+}
+
 impl<M: Medium, S: Storage> ManagedFile<M, S> {
     /// Whether storing into `block` from `from` on needs the block's old contents saved first.
     fn needs_undo(&mut self, block: u64, from: u64) -> bool {
@@ -65,11 +72,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         if !images.is_empty() {
             self.data.prepare_reads()?;
             let data = &self.data;
-            self.log.save_undo(self.epoch, &images, &mut |at, dst| {
-                // Past the data file's end the bytes read as zeros.
-                dst.fill(0);
-                data.read_at(at, dst).map(drop)
-            })?;
+            self.log.save_undo(self.epoch, &images, &mut |at, dst| read_image(data, at, dst))?;
             for &(at, _) in &images {
                 self.index.mark_undone(at / BLOCK);
             }
