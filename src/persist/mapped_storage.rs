@@ -31,20 +31,18 @@ pub struct MappedStorage {
     /// Ranges known to be allocated, in the file or reserved past its end (besides
     /// `hole_free_to`): logged writes there need not ask the kernel about holes.
     allocated: Ranges,
-    /// On tmpfs, a bit per [`POPULATE_CHUNK`] of the mapping whose pages were set up for
-    /// writing (see [`MappedStorage::populate_chunks`]). Atomic: readers and writers sharing
+    /// On tmpfs, a bit per [`POPULATE_CHUNK`] of the mapping whose pages were set up (see [`MappedStorage::populate_chunks`]). Atomic: readers and writers sharing
     /// the file set them too.
     populated: Vec<AtomicU64>,
 }
 
-/// Pages are set up for writing this much at a time, when a store first reaches a chunk: one
-/// call instead of a fault a page (two for a page read, then written), and never a whole large
-/// file at once (populating 1 GiB stalled the call that mapped it, an fsync under the file's
-/// lock, for 0.5 to 3 s on this machine). Measured against chunks mapped for reading only (a
-/// first store then faults): two threads writing one 1 GiB file ran 30% faster (interleaved
-/// runs of random writes and of 128-byte appends); 4 KiB random writes with an fsync every 16
-/// on an 8 GiB file, where each chunk populated serves few stores, ran 0.72x the kernel
-/// against 1.05x.
+/// Pages are set up this much at a time, when a store first reaches a chunk: one call instead
+/// of a fault a page, and never a whole large file at once (populating 1 GiB stalled the call
+/// that mapped it, an fsync under the file's lock, for 0.5 to 3 s on this machine). They are
+/// set up as for reading (see [`Mapping::populate`]): 4 KiB random writes with an fsync every
+/// 16 on an 8 GiB file ran 0.62x the kernel with pages set up for writing, 1.0x as for
+/// reading, 0.55x with none (a fault a page); one thread's write + fsync on a fallocated file
+/// (whose pages fault in one at a time either way) about 4% slower.
 const POPULATE_CHUNK: u64 = 2 << 20;
 
 impl MappedStorage {
@@ -104,9 +102,9 @@ impl MappedStorage {
     }
 
     /// Before a store into `[offset, end)`: sets up the pages of the chunks it falls in that
-    /// are not yet, for writing, one call per chunk (tmpfs; only where the file is known to
-    /// have no hole, below `hole_free_to` or in ranges it allocated such as the room kept for
-    /// appends: populating a hole for writing allocates it). Best effort: a page left out
+    /// are not yet, one call per chunk (tmpfs; only where the file is known to have no hole,
+    /// below `hole_free_to` or in ranges it allocated such as the room kept for appends:
+    /// populating a hole allocates it). Best effort: a page left out
     /// faults when used.
     fn populate_chunks(&self, offset: u64, end: u64) {
         let Some(map) = self.map.as_ref().filter(|_| self.tmpfs && end > offset) else { return };
@@ -245,8 +243,8 @@ impl Storage for MappedStorage {
         // file system is full): there, only ranges known to have none are read that way.
         let mapped_read_safe = !self.tmpfs || end as u64 <= self.hole_free_to;
         match &self.map {
-            // Not populated for reading: populating for writing moves the file's times (a
-            // write fault in a shared mapping does), and reads fault in 16 pages at a time.
+            // Not populated for reading: a read faults in 16 pages at a time, and populating
+            // a range reads may never come back to would only cost.
             Some(map) if map.len() >= end && mapped_read_safe => sink(&map.as_slice()[offset as usize..end])?,
             // Not mapped that far yet (see `Storage::prepare_reads`), or maybe a hole: read with
             // the kernel.
