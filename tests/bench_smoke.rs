@@ -54,6 +54,7 @@ fn bench_report_quick_run_writes_table_csv_json_and_chart() {
     let out = tempfile::tempdir().unwrap();
     let out_dir = out.path().to_str().unwrap();
     let (text, rows) = run_script("bench", &["--quick", "--rounds", "1", "--out", out_dir]);
+    assert!(text.contains("nvmmio report on /dev/shm (tmpfs;"), "the file system is named in\n{text}");
     let groups = ["fio", "rocksdb", "leveldb", "sqlite", "scaling", "overhead", "limits"];
     for g in groups {
         assert!(rows.iter().any(|r| r[0].starts_with(&format!("{g}:"))), "no {g} row in\n{text}");
