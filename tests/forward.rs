@@ -182,9 +182,11 @@ fn pthread_cancel_reaches_threads_in_data_calls() {
     let dir = shm_dir();
     let exe = compile_c("cancel", dir.path());
     fs::write(dir.path().join("file"), b"some bytes").unwrap();
-    let expected = "pipe reader cancelled=1 cleaned=1\nfile reader cancelled=1 cleaned=1\n";
+    let expected =
+        "pipe reader cancelled=1 cleaned=1\nfile reader cancelled=1 cleaned=1\nlock waiter cancelled=1 cleaned=1\n";
     for under in ALL_WAYS {
-        let out = run_under(under, dir.path(), exe.to_str().unwrap(), &["file"]);
+        // A call that is not cancellable would wait for ever: killed, it fails the test.
+        let out = run_under(under, dir.path(), "timeout", &["-s", "KILL", "30", exe.to_str().unwrap(), "file"]);
         assert_eq!(ok(&out), expected, "{under:?}");
     }
 }
@@ -196,6 +198,8 @@ fn bad_arguments_get_the_kernels_errors() {
     let outputs = ALL_WAYS.map(|under| ok(&run_under(under, dir.path(), exe.to_str().unwrap(), &["f"])));
     assert!(outputs[0].contains("write-unmapped -1 EFAULT"), "{}", outputs[0]);
     assert!(outputs[0].contains("lseek-pipe -1 ESPIPE"), "{}", outputs[0]);
+    assert!(outputs[0].contains("fcntl-setlk-unmapped -1 EFAULT"), "{}", outputs[0]);
+    assert!(outputs[0].contains("fcntl-getown-is-group 1 -"), "{}", outputs[0]);
     assert!(outputs[0].ends_with("content 0123456789\n"), "{}", outputs[0]);
     assert_eq!(outputs[0], outputs[1], "forward");
     assert_eq!(outputs[0], outputs[2], "trace");

@@ -1,7 +1,9 @@
-//! Fast entry points: the hottest data calls are also exported as libc symbols, so a program's
-//! `pread`/`write`/`lseek`... reach nvmmio by a plain function call, without paying for
-//! syscall_intercept's register save and trampoline (about 30 ns a call). Calls libc makes
-//! internally still arrive through the patched `syscall` instructions and the same dispatch.
+//! Fast entry points: the hottest data calls, and `fcntl` (SQLite's locks), are also exported
+//! as libc symbols, so a program's `pread`/`write`/`lseek`/`fcntl`... reach nvmmio by a plain
+//! function call, without paying for syscall_intercept's register save and trampoline (about
+//! 30 ns a call; SQLite's WAL inserts on tmpfs, six `fcntl` each, ran 6% faster with `fcntl`
+//! here). Calls libc makes internally still arrive through the patched `syscall` instructions
+//! and the same dispatch.
 //!
 //! Semantics match glibc's wrappers: `-1` and `errno` on failure, the same system call (fstat is
 //! `newfstatat(fd, "", buf, AT_EMPTY_PATH)` as in glibc 2.36), and the same cancellation points:
@@ -39,6 +41,7 @@ type WriteFn = unsafe extern "C" fn(c_int, *const c_void, size_t) -> ssize_t;
 type PreadFn = unsafe extern "C" fn(c_int, *mut c_void, size_t, off_t) -> ssize_t;
 type PwriteFn = unsafe extern "C" fn(c_int, *const c_void, size_t, off_t) -> ssize_t;
 type SyncFn = unsafe extern "C" fn(c_int) -> c_int;
+type FcntlFn = unsafe extern "C" fn(c_int, c_int, ...) -> c_int;
 
 /// libc's own implementations of the cancellation points we export.
 struct Originals {
@@ -48,6 +51,7 @@ struct Originals {
     pwrite64: PwriteFn,
     fsync: SyncFn,
     fdatasync: SyncFn,
+    fcntl: FcntlFn,
 }
 
 static ORIGINALS: OnceLock<Option<Originals>> = OnceLock::new();
@@ -70,6 +74,7 @@ pub fn resolve_originals() {
                 pwrite64: std::mem::transmute::<*mut c_void, PwriteFn>(next_symbol(c"pwrite64")?),
                 fsync: std::mem::transmute::<*mut c_void, SyncFn>(next_symbol(c"fsync")?),
                 fdatasync: std::mem::transmute::<*mut c_void, SyncFn>(next_symbol(c"fdatasync")?),
+                fcntl: std::mem::transmute::<*mut c_void, FcntlFn>(next_symbol(c"fcntl64")?),
             })
         }
     });
@@ -190,3 +195,29 @@ macro_rules! fstat_entry {
 }
 
 fstat_entry!(fstat, fstat64);
+
+/// `fcntl` (SQLite takes its locks with it, several a transaction, on files nvmmio serves):
+/// glibc 2.36 makes the `fcntl` system call with the third argument as is, except that the
+/// waiting lock commands are cancellation points and `F_GETOWN` is answered with `F_GETOWN_EX`:
+/// those go to libc's own `fcntl64`. Declared with a fixed third argument: on x86-64 a variadic
+/// call passes it in the same register, and the commands that take none ignore it.
+macro_rules! fcntl_entry {
+    ($($name:ident),+) => {$(
+        #[no_mangle]
+        pub extern "C-unwind" fn $name(fd: c_int, cmd: c_int, arg: usize) -> c_int {
+            if !matches!(cmd, libc::F_SETLKW | libc::F_OFD_SETLKW | libc::F_GETOWN) {
+                if let Some(result) = serve(libc::SYS_fcntl, [fd as usize, cmd as usize, arg, 0, 0, 0], false) {
+                    return result as c_int;
+                }
+            }
+            match ORIGINALS.get().and_then(Option::as_ref) {
+                // SAFETY: libc's own implementation, called with the caller's own arguments.
+                Some(originals) => unsafe { (originals.fcntl)(fd, cmd, arg) },
+                // SAFETY: as libc would (without the cancellation point, as before start-up).
+                None => libc_result(unsafe { syscall6(libc::SYS_fcntl as usize, [fd as usize, cmd as usize, arg, 0, 0, 0]) }) as c_int,
+            }
+        }
+    )+};
+}
+
+fcntl_entry!(fcntl, fcntl64);

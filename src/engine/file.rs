@@ -1192,29 +1192,42 @@ fn write_blocks<M: Medium, S: Storage>(
         }
         data.prepare_bulk(&runs)?;
     }
-    // Blocks that follow each other in the file and in the log (one record of a large write)
-    // are one store.
-    let mut run: Option<(u64, u64, u64)> = None; // (file offset, log position, length)
+    // Blocks that follow each other in the file are one write of pieces; those that also
+    // follow each other in the log (one record of a large write) are one piece.
+    let mut at = 0; // where the pieces go
+    let mut pieces: Vec<(u64, u64)> = Vec::new(); // (log position, length)
+    let mut flush = |at: u64, pieces: &mut Vec<(u64, u64)>| -> Result<(), Errno> {
+        let slices: Vec<&[u8]> = pieces.iter().map(|&(from, len)| log.bytes(from, len as usize)).collect();
+        pieces.clear();
+        data.write_pieces_at(at, &slices)
+    };
+    let mut run_len = 0;
     for &(b, pos) in blocks {
         let start = b * BLOCK;
         if start >= size {
             break;
         }
         let n = (size - start).min(BLOCK);
-        match run.as_mut() {
-            Some(r) if r.0 + r.2 == start && r.1 + r.2 == pos && r.2 < RUN_MAX => r.2 += n,
-            _ => {
-                if let Some((at, from, len)) = run.replace((start, pos, n)) {
-                    data.write_at(at, log.bytes(from, len as usize))?;
-                }
-            }
+        if !pieces.is_empty() && (at + run_len != start || run_len >= RUN_MAX || pieces.len() >= PIECES_MAX) {
+            flush(at, &mut pieces)?;
         }
+        if pieces.is_empty() {
+            (at, run_len) = (start, 0);
+        }
+        match pieces.last_mut() {
+            Some(last) if last.0 + last.1 == pos => last.1 += n,
+            _ => pieces.push((pos, n)),
+        }
+        run_len += n;
     }
-    if let Some((at, from, len)) = run {
-        data.write_at(at, log.bytes(from, len as usize))?;
+    if !pieces.is_empty() {
+        flush(at, &mut pieces)?;
     }
     Ok(())
 }
+
+/// The most pieces one write takes (IOV_MAX).
+const PIECES_MAX: usize = 1024;
 
 /// The largest store a checkpoint makes at once.
 const RUN_MAX: u64 = 1 << 20;

@@ -278,6 +278,20 @@ impl Storage for MappedStorage {
         Ok(())
     }
 
+    fn write_pieces_at(&mut self, offset: u64, pieces: &[&[u8]]) -> Result<(), Errno> {
+        let end = offset + pieces.iter().map(|p| p.len() as u64).sum::<u64>();
+        let i = self.bulk.partition_point(|&(s, _)| s <= offset);
+        if (i > 0 && end <= self.bulk[i - 1].1) || pieces.len() < 2 {
+            // Through the mapping (see `write_at`), or a single piece anyway.
+            return super::write_each(self, offset, pieces);
+        }
+        // One pwritev for blocks that follow each other in the file but not in the log (a
+        // journal's header and pages, written by separate calls, published at its fsync).
+        sys::pwritev_all(self.fd, pieces, offset)?;
+        self.len = self.len.max(end);
+        Ok(())
+    }
+
     fn write_in_place(
         &mut self,
         offset: u64,

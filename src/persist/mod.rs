@@ -91,6 +91,16 @@ pub trait Medium {
     }
 }
 
+/// [`Storage::write_pieces_at`] one [`Storage::write_at`] a piece.
+pub fn write_each<S: Storage + ?Sized>(storage: &mut S, offset: u64, pieces: &[&[u8]]) -> Result<(), Errno> {
+    let mut at = offset;
+    for piece in pieces {
+        storage.write_at(at, piece)?;
+        at += piece.len() as u64;
+    }
+    Ok(())
+}
+
 /// A data file as the engine uses it.
 pub trait Storage {
     /// The file's size.
@@ -113,6 +123,10 @@ pub trait Storage {
         sink: &mut dyn FnMut(&[u8]) -> Result<(), Errno>,
     ) -> Result<usize, Errno>;
     fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), Errno>;
+    /// Writes `pieces` one after the other from `offset` (a storage may do it in one call).
+    fn write_pieces_at(&mut self, offset: u64, pieces: &[&[u8]]) -> Result<(), Errno> {
+        write_each(self, offset, pieces)
+    }
     /// Lets `fill` store up to `len` bytes at `offset` in place, the file growing as needed
     /// (its new blocks allocated first: ENOSPC here, never a fault in `fill`); returns how many
     /// bytes `fill` stored (fewer than `len` if its source ran out). The file may grow past

@@ -42,6 +42,16 @@ int main(int argc, char **argv)
 	show("writev-unmapped", writev(fd, &bad_iov, 1));
 	show("raw-pread-unmapped", syscall(SYS_pread64, fd, unmapped, 10, 0));
 	show("fsync-badfd", fsync(1234));
+	struct flock lk = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1 };
+	show("fcntl-badfd", fcntl(987, F_GETFL));
+	show("fcntl-badcmd", fcntl(fd, 12345));
+	show("fcntl-getfl-accmode", fcntl(fd, F_GETFL) & O_ACCMODE);
+	show("fcntl-setlk", fcntl(fd, F_SETLK, &lk));
+	show("fcntl-setlk-unmapped", fcntl(fd, F_SETLK, unmapped));
+	show("fcntl-getlk-own", (fcntl(fd, F_GETLK, &lk), lk.l_type));
+	show("fcntl-dupfd-at-least-100", fcntl(fd, F_DUPFD_CLOEXEC, 100) >= 100);
+	show("fcntl-setown-group", fcntl(fd, F_SETOWN, -getpgrp()));
+	show("fcntl-getown-is-group", fcntl(fd, F_GETOWN) == -getpgrp());
 	int p[2];
 	pipe(p);
 	show("lseek-pipe", lseek(p[0], 0, SEEK_SET));

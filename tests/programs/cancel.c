@@ -1,15 +1,34 @@
-/* pthread_cancel through nvmmio's entry points: a thread blocked in read() on a pipe, and a
- * thread with a cancel pending when it calls pread() on a regular file, must both be cancelled
- * (glibc cancellation points), with their cleanup handlers run. Prints one line per case. */
+/* pthread_cancel through nvmmio's entry points: a thread blocked in read() on a pipe, a
+ * thread with a cancel pending when it calls pread() on a regular file, and a thread waiting in
+ * fcntl(F_SETLKW) for a lock another process holds must all be cancelled (glibc cancellation
+ * points), with their cleanup handlers run. Prints one line per case. */
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
-static int cleaned[2];
+static int cleaned[3];
 
 static void cleanup(void *arg) { cleaned[(long)arg] = 1; }
+
+static void cleanup_lock(void *arg)
+{
+	(void)arg;
+	cleaned[2] = 1;
+}
+
+static void *lock_waiter(void *arg)
+{
+	int fd = *(int *)arg;
+	struct flock lk = { .l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1 };
+	pthread_cleanup_push(cleanup_lock, NULL);
+	fcntl(fd, F_SETLKW, &lk); /* waits: the child holds a write lock */
+	pthread_cleanup_pop(0);
+	return NULL;
+}
 
 static void *blocked_reader(void *arg)
 {
@@ -54,5 +73,29 @@ int main(int argc, char **argv)
 	pthread_create(&t, NULL, file_reader, &fd);
 	pthread_join(t, &ret);
 	printf("file reader cancelled=%d cleaned=%d\n", ret == PTHREAD_CANCELED, cleaned[1]);
+
+	int rw = open(argv[1], O_RDWR);
+	int ready[2];
+	if (rw < 0 || pipe(ready) != 0)
+		return 4;
+	pid_t child = fork();
+	if (child == 0) {
+		struct flock lk = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1 };
+		if (fcntl(rw, F_SETLK, &lk) != 0)
+			_exit(1);
+		write(ready[1], "x", 1);
+		pause();
+		_exit(0);
+	}
+	char c;
+	if (read(ready[0], &c, 1) != 1)
+		return 5;
+	pthread_create(&t, NULL, lock_waiter, &rw);
+	usleep(100000);
+	pthread_cancel(t);
+	pthread_join(t, &ret);
+	kill(child, SIGKILL);
+	waitpid(child, NULL, 0);
+	printf("lock waiter cancelled=%d cleaned=%d\n", ret == PTHREAD_CANCELED, cleaned[2]);
 	return 0;
 }
