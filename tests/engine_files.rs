@@ -257,3 +257,32 @@ fn appends_go_in_place_below_the_threshold_once_a_file_commits_often() {
     let (file, _) = open_with(dir.path(), settings);
     assert_eq!(read_all(&file), model, "an append in place after the last commit is cut away by recovery");
 }
+
+/// An fsync copies what it committed into the data file so that readers through the kernel see
+/// it: blocks that follow each other in the file but were logged by separate writes (in another
+/// order in the log) go in one write of several pieces, each from its own log slot.
+#[test]
+fn an_fsync_publishes_blocks_logged_apart_in_file_order() {
+    use nvmmio::persist::MappedStorage;
+    let dir = common::shm_dir();
+    let data = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(dir.path().join("data"));
+    let log = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(dir.path().join("data.log"));
+    let log = LogFile::open(log.unwrap().into_raw_fd(), 4096).unwrap();
+    let storage = MappedStorage::new(data.unwrap().into_raw_fd()).unwrap();
+    let settings = EngineSettings { logging: Logging::Redo, ..EngineSettings::default() };
+    let (mut file, _) = ManagedFile::open(storage, log, settings).map_err(|e| e.to_string()).unwrap();
+    // Block 1, then block 0, then blocks 2 and a part of 3: three records.
+    let block = |seed: u8| -> Vec<u8> { (0..4096u32).map(|i| (i as u8).wrapping_mul(7).wrapping_add(seed)).collect() };
+    file.write(4096, &block(1)).unwrap();
+    file.write(0, &block(0)).unwrap();
+    let mut tail = block(2);
+    tail.extend_from_slice(&block(3)[..1000]);
+    file.write(8192, &tail).unwrap();
+    file.sync().unwrap();
+    let mut expected = block(0);
+    expected.extend(block(1));
+    expected.extend(tail);
+    let through_kernel = fs::read(dir.path().join("data")).unwrap();
+    assert_eq!(through_kernel.len(), expected.len());
+    assert!(through_kernel == expected, "the data file differs from what the fsync covered");
+}
