@@ -206,15 +206,17 @@ macro_rules! fcntl_entry {
         #[no_mangle]
         pub extern "C-unwind" fn $name(fd: c_int, cmd: c_int, arg: usize) -> c_int {
             if !matches!(cmd, libc::F_SETLKW | libc::F_OFD_SETLKW | libc::F_GETOWN) {
-                if let Some(result) = serve(libc::SYS_fcntl, [fd as usize, cmd as usize, arg, 0, 0, 0], false) {
+                let args = [fd as usize, cmd as usize, arg, 0, 0, 0];
+                if let Some(result) = serve(libc::SYS_fcntl, args, false) {
                     return result as c_int;
                 }
             }
+            let args = [fd as usize, cmd as usize, arg, 0, 0, 0];
             match ORIGINALS.get().and_then(Option::as_ref) {
                 // SAFETY: libc's own implementation, called with the caller's own arguments.
                 Some(originals) => unsafe { (originals.fcntl)(fd, cmd, arg) },
                 // SAFETY: as libc would (without the cancellation point, as before start-up).
-                None => libc_result(unsafe { syscall6(libc::SYS_fcntl as usize, [fd as usize, cmd as usize, arg, 0, 0, 0]) }) as c_int,
+                None => libc_result(unsafe { syscall6(libc::SYS_fcntl as usize, args) }) as c_int,
             }
         }
     )+};

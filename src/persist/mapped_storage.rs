@@ -31,8 +31,9 @@ pub struct MappedStorage {
     /// Ranges known to be allocated, in the file or reserved past its end (besides
     /// `hole_free_to`): logged writes there need not ask the kernel about holes.
     allocated: Ranges,
-    /// On tmpfs, a bit per [`POPULATE_CHUNK`] of the mapping whose pages were set up (see [`MappedStorage::populate_chunks`]). Atomic: readers and writers sharing
-    /// the file set them too.
+    /// On tmpfs, a bit per [`POPULATE_CHUNK`] of the mapping whose pages were set up (see
+    /// [`MappedStorage::populate_chunks`]). Atomic: readers and writers sharing the file set
+    /// them too.
     populated: Vec<AtomicU64>,
 }
 
@@ -104,8 +105,7 @@ impl MappedStorage {
     /// Before a store into `[offset, end)`: sets up the pages of the chunks it falls in that
     /// are not yet, one call per chunk (tmpfs; only where the file is known to have no hole,
     /// below `hole_free_to` or in ranges it allocated such as the room kept for appends:
-    /// populating a hole allocates it). Best effort: a page left out
-    /// faults when used.
+    /// populating a hole allocates it). Best effort: a page left out faults when used.
     fn populate_chunks(&self, offset: u64, end: u64) {
         let Some(map) = self.map.as_ref().filter(|_| self.tmpfs && end > offset) else { return };
         for chunk in offset / POPULATE_CHUNK..=(end - 1) / POPULATE_CHUNK {
