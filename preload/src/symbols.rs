@@ -205,13 +205,12 @@ macro_rules! fcntl_entry {
     ($($name:ident),+) => {$(
         #[no_mangle]
         pub extern "C-unwind" fn $name(fd: c_int, cmd: c_int, arg: usize) -> c_int {
+            let args = [fd as usize, cmd as usize, arg, 0, 0, 0];
             if !matches!(cmd, libc::F_SETLKW | libc::F_OFD_SETLKW | libc::F_GETOWN) {
-                let args = [fd as usize, cmd as usize, arg, 0, 0, 0];
                 if let Some(result) = serve(libc::SYS_fcntl, args, false) {
                     return result as c_int;
                 }
             }
-            let args = [fd as usize, cmd as usize, arg, 0, 0, 0];
             match ORIGINALS.get().and_then(Option::as_ref) {
                 // SAFETY: libc's own implementation, called with the caller's own arguments.
                 Some(originals) => unsafe { (originals.fcntl)(fd, cmd, arg) },

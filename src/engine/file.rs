@@ -941,13 +941,7 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         let Some(frozen) = self.frozen.clone() else { return Ok(()) };
         let job = Arc::as_ptr(&frozen);
         let data = &mut self.data;
-        frozen.apply(&mut |mut offset, pieces| {
-            for piece in pieces {
-                data.write_at(offset, piece)?;
-                offset += piece.len() as u64;
-            }
-            Ok(())
-        });
+        frozen.apply(&mut |offset, pieces| crate::persist::write_each(data, offset, pieces));
         drop(frozen);
         self.finish_background_checkpoint(job)
     }

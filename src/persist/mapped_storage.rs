@@ -102,6 +102,15 @@ impl MappedStorage {
         Ok(())
     }
 
+    /// Whether `[offset, end)` lies in one range [`Storage::prepare_bulk`] allocated (a store
+    /// there can go through the mapping).
+    fn in_bulk(&self, offset: u64, end: u64) -> bool {
+        // The ranges are sorted and disjoint: the one that may hold `offset` is the last that
+        // starts at or before it.
+        let i = self.bulk.partition_point(|&(s, _)| s <= offset);
+        i > 0 && end <= self.bulk[i - 1].1
+    }
+
     /// Before a store into `[offset, end)`: sets up the pages of the chunks it falls in that
     /// are not yet, one call per chunk (tmpfs; only where the file is known to have no hole,
     /// below `hole_free_to` or in ranges it allocated such as the room kept for appends:
@@ -260,11 +269,7 @@ impl Storage for MappedStorage {
 
     fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), Errno> {
         let end = offset + data.len() as u64;
-        // The ranges are sorted and disjoint: the one that may hold `offset` is the last that
-        // starts at or before it.
-        let i = self.bulk.partition_point(|&(s, _)| s <= offset);
-        let allocated = i > 0 && end <= self.bulk[i - 1].1;
-        if !allocated {
+        if !self.in_bulk(offset, end) {
             // One pwrite: no mapping to set up, and ENOSPC comes back as an error.
             sys::pwrite_all(self.fd, data, offset)?;
             self.len = self.len.max(end);
@@ -280,8 +285,7 @@ impl Storage for MappedStorage {
 
     fn write_pieces_at(&mut self, offset: u64, pieces: &[&[u8]]) -> Result<(), Errno> {
         let end = offset + pieces.iter().map(|p| p.len() as u64).sum::<u64>();
-        let i = self.bulk.partition_point(|&(s, _)| s <= offset);
-        if (i > 0 && end <= self.bulk[i - 1].1) || pieces.len() < 2 {
+        if self.in_bulk(offset, end) || pieces.len() < 2 {
             // Through the mapping (see `write_at`), or a single piece anyway.
             return super::write_each(self, offset, pieces);
         }
