@@ -40,6 +40,11 @@ pub const ENV_HYBRID_UNDO_UPTO: &str = "NVMMIO_HYBRID_UNDO_UPTO";
 /// none): a file closed and then unlinked (SQLite's rollback journal, every transaction) is
 /// never checkpointed, and a file closed and opened again is set up once.
 pub const ENV_KEEP_CLOSED: &str = "NVMMIO_KEEP_CLOSED";
+/// `kernel` (default) or `log`: how a file is served when it is created empty under a name whose
+/// last file was removed before its log was ever applied (SQLite's rollback journal, from its
+/// second transaction on). `kernel`: the kernel serves it, as without nvmmio (a log for a file
+/// that dies within its transaction costs more system calls than it saves); `log`: the engine.
+pub const ENV_SHORT_LIVED: &str = "NVMMIO_SHORT_LIVED";
 /// `hybrid` (default), `redo` or `undo`: how each file logs its writes. Hybrid picks per epoch
 /// (at every fsync) from the calls since the last one: redo logging when writes are more than
 /// NVMMIO_HYBRID_REDO_ABOVE percent of them, else undo logging. Files whose logs are on a disk
@@ -81,6 +86,10 @@ pub const VARIABLES: &[(&str, &str)] = &[
         "after this many commits a file's appends skip the log at any offset (default 8; 0: never; as IN_PLACE_FROM on disks)",
     ),
     (ENV_KEEP_CLOSED, "files kept served after their last close, logs kept, until unlinked or evicted (default 8)"),
+    (
+        ENV_SHORT_LIVED,
+        "kernel (default): files created empty under a name whose last file died before its log was applied go to the kernel; log: the engine serves them",
+    ),
     (
         ENV_LOGGING,
         "hybrid (default): redo or undo logging per file and epoch from its write share; redo; undo (forced)",
@@ -135,6 +144,8 @@ pub struct Settings {
     pub in_place_on_disks: bool,
     /// [`ENV_KEEP_CLOSED`].
     pub keep_closed: usize,
+    /// [`ENV_SHORT_LIVED`] is `kernel`.
+    pub short_lived_to_kernel: bool,
 }
 
 /// Settings read straight from the environment, for the CLI.
@@ -237,6 +248,11 @@ impl Settings {
             keep_closed: match nonempty(ENV_KEEP_CLOSED) {
                 Some(v) => v.trim().parse().map_err(|_| format!("{ENV_KEEP_CLOSED}={v}: expected a number"))?,
                 None => 8,
+            },
+            short_lived_to_kernel: match nonempty(ENV_SHORT_LIVED).as_deref().map(str::trim) {
+                None | Some("kernel") => true,
+                Some("log") => false,
+                Some(v) => return Err(format!("{ENV_SHORT_LIVED}={v}: expected kernel or log")),
             },
             trace: TraceSettings {
                 output: nonempty(ENV_TRACE_OUTPUT),

@@ -527,19 +527,22 @@ pub fn pull_from_kernel(fd: i32, file: &OpenFile) {
     let _ = engine.reload();
 }
 
-/// If `key` is a file this process serves: its logical size, when a served call last changed
-/// it (ns since the epoch, 0 if none has), and its blocks given the data file's.
-fn managed_state(key: (u64, u64), data_blocks: u64) -> Option<(u64, u64, u64)> {
+/// If this process has file `key` open: `Some` of, if the engine serves it, its logical size,
+/// when a served call last changed it (ns since the epoch, 0 if none has), and its blocks given
+/// the data file's.
+fn managed_state(key: (u64, u64), data_blocks: u64) -> Option<Option<(u64, u64, u64)>> {
     let inode = table::find_inode(key)?;
     let state = inode.read();
-    match &*state {
+    Some(match &*state {
         State::Engine(engine) => Some((
             engine.size(),
             inode.modified_ns.load(std::sync::atomic::Ordering::Relaxed),
             engine.blocks(data_blocks),
         )),
+        // The kernel serves it here, and while this process holds it open no other process
+        // can serve it with the engine (see `share`): the kernel's numbers stand.
         State::Kernel => None,
-    }
+    })
 }
 
 /// Where a stat structure keeps the fields nvmmio corrects.
@@ -610,7 +613,7 @@ fn write_logical_state(addr: usize, st: &[u8], key: (u64, u64), fields: &StatFie
         true => super::size_elsewhere(key).map(|(size, at)| (size, at, u64_at(fields.blocks))),
         false => None,
     };
-    let Some((size, modified_ns, blocks)) = here.or_else(elsewhere) else { return };
+    let Some((size, modified_ns, blocks)) = here.unwrap_or_else(elsewhere) else { return };
     let _ = usercopy::copy_to_user(addr + fields.size, &size.to_ne_bytes());
     let _ = usercopy::copy_to_user(addr + fields.blocks, &blocks.to_ne_bytes());
     let (sec, nsec) = ((modified_ns / 1_000_000_000) as i64, modified_ns % 1_000_000_000);

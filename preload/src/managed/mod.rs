@@ -17,6 +17,7 @@ mod closed;
 mod io;
 mod marks;
 mod share;
+mod short_lived;
 pub mod table;
 
 use std::ffi::CString;
@@ -44,6 +45,8 @@ struct Config {
     in_place_on_disks: bool,
     /// How many closed files stay served (see `closed`).
     keep_closed: usize,
+    /// Files created under names that die young go to the kernel (see `short_lived`).
+    short_lived_to_kernel: bool,
     /// Where the exit summary goes: a copy of stderr taken at start-up (programs often close
     /// their own stderr before exiting), or -1 for none.
     stats_fd: i32,
@@ -111,6 +114,7 @@ pub fn init(settings: &Settings) -> bool {
             engine: settings.engine,
             in_place_on_disks,
             keep_closed: settings.keep_closed,
+            short_lived_to_kernel: settings.short_lived_to_kernel,
             stats_fd,
         })
         .is_ok()
@@ -364,18 +368,18 @@ pub fn after(nr: usize, args: [usize; 6], result: isize, handovers: u64) -> isiz
     if result < 0 {
         return result;
     }
-    let open_result = |flags: i32| match opened(result as i32, flags) {
+    let open_result = |flags: i32, path: usize| match opened(result as i32, flags, path) {
         Ok(()) => result,
         Err(e) => e.to_raw(),
     };
     match nr as i64 {
-        libc::SYS_open => return open_result(args[1] as i32),
-        libc::SYS_creat => return open_result(libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC),
-        libc::SYS_openat => return open_result(args[2] as i32),
+        libc::SYS_open => return open_result(args[1] as i32, args[0]),
+        libc::SYS_creat => return open_result(libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC, args[0]),
+        libc::SYS_openat => return open_result(args[2] as i32, args[1]),
         libc::SYS_openat2 => {
             let mut how = [0u8; 8];
             if usercopy::copy_from_user(&mut how, args[2]).is_ok() {
-                return open_result(u64::from_ne_bytes(how) as i32);
+                return open_result(u64::from_ne_bytes(how) as i32, args[1]);
             }
         }
         libc::SYS_dup | libc::SYS_dup2 | libc::SYS_dup3 => {
@@ -510,9 +514,10 @@ fn print_stats() {
         n => format!(", {n} allocations in signal handlers"),
     };
     let line = format!(
-        "nvmmio: pid {}: {} calls served, {}{in_handlers}\n",
+        "nvmmio: pid {}: {} calls served, {} short-lived files left to the kernel, {}{in_handlers}\n",
         sys::getpid(),
         io::SERVED.load(Relaxed),
+        short_lived::LEFT_TO_KERNEL.load(Relaxed),
         nvmmio_core::engine::stats::summary()
     );
     let _ = sys::write_all(fd, line.as_bytes());
@@ -577,11 +582,13 @@ fn hand_over_elsewhere(key: (u64, u64)) {
 
 /// Registers a new descriptor if it is a regular file in a managed directory. An error: the
 /// open is refused (the descriptor is closed again, see [`NotServed::Refused`]).
-fn opened(fd: i32, flags: i32) -> Result<(), Errno> {
+/// The program opened `fd` with `flags`, by the path string at `path` (its memory).
+fn opened(fd: i32, flags: i32, path: usize) -> Result<(), Errno> {
     let Some(config) = CONFIG.get() else { return Ok(()) };
     if flags & (libc::O_PATH | libc::O_DIRECT) != 0 || flags & libc::O_TMPFILE == libc::O_TMPFILE {
         return Ok(());
     }
+    let forgotten = FORGOTTEN.load(SeqCst);
     let Ok(st) = sys::fstat(fd) else { return Ok(()) };
     if st.st_mode & libc::S_IFMT != libc::S_IFREG {
         return Ok(());
@@ -606,23 +613,42 @@ fn opened(fd: i32, flags: i32) -> Result<(), Errno> {
             inode
         }
         None => {
-            let Some(dir) = managed_dir_of(fd, config) else {
+            let Some((dir, name)) = managed_dir_of(fd, st.st_dev, flags, path, config) else {
                 return Ok(());
             };
-            // Again under the lock: the size read before may have been that of a file whose
-            // last descriptor was closing, with the room kept for appends past its end.
-            let Ok(st) = sys::fstat(fd) else { return Ok(()) };
+            // Again under the lock if a file was forgotten meanwhile: the size read before may
+            // have been that of a file whose last descriptor was closing, with the room kept
+            // for appends past its end.
+            let st = match FORGOTTEN.load(SeqCst) == forgotten {
+                true => st,
+                false => match sys::fstat(fd) {
+                    Ok(st) => st,
+                    Err(_) => return Ok(()),
+                },
+            };
             // A file with other links may be open through a path outside the managed
             // directory too, served by the kernel there: the kernel serves it here as well.
             if st.st_nlink > 1 {
                 return Ok(());
             }
-            match share::join(dir, key) {
+            let short_lived = config.short_lived_to_kernel && short_lived::known(name);
+            if short_lived && st.st_size > 0 {
+                short_lived::forget(name);
+            }
+            let role = if short_lived && st.st_size == 0 {
+                short_lived::LEFT_TO_KERNEL.fetch_add(1, Relaxed);
+                share::join_unserved(dir, key).map(|()| share::Role::Kernel)
+            } else {
+                share::join(dir, key)
+            };
+            // Named only if it was created empty by this open (or found so).
+            let name = if st.st_size == 0 { name } else { 0 };
+            match role {
                 Ok(share::Role::Owner) => {
-                    let mut set_up = open_inode(fd, &st, dir, flags, config);
+                    let mut set_up = open_inode(fd, &st, dir, name, flags, config);
                     if matches!(set_up, Err(NotServed::Refused(Errno(libc::ENOSPC)))) && drain_pool() {
                         // Emptied logs kept for reuse held room on this file system.
-                        set_up = open_inode(fd, &st, dir, flags, config);
+                        set_up = open_inode(fd, &st, dir, name, flags, config);
                     }
                     match set_up {
                         Ok(inode) => {
@@ -657,25 +683,52 @@ fn opened(fd: i32, flags: i32) -> Result<(), Errno> {
     Ok(())
 }
 
-/// The managed directory holding the file open at `fd`, if any (its real path decides).
-fn managed_dir_of(fd: i32, config: &'static Config) -> Option<&'static str> {
+/// The managed directory holding the file open at `fd` (on device `dev`, opened with `flags`
+/// by the path string at `path`), if any, and the hash of the file's real path (see
+/// [`short_lived`]). The real path decides; a file on another device than the directory (a
+/// mount inside it) is not managed.
+fn managed_dir_of(fd: i32, dev: u64, flags: i32, path: usize, config: &'static Config) -> Option<(&'static str, u64)> {
+    if !config.devs.contains(&dev) {
+        return None;
+    }
     // No allocation here: libc's own internals open files while holding malloc's locks
     // (malloc reads /proc/sys/vm/overcommit_memory), and every open passes through.
+    if let Some(found) = direct_child(path, flags, config) {
+        return Some(found);
+    }
     let mut link = nvmmio_core::trace::line::LineBuf::new();
     let _ = std::fmt::Write::write_fmt(&mut link, format_args!("/proc/self/fd/{fd}\0"));
     let link = std::ffi::CStr::from_bytes_with_nul(link.as_bytes()).ok()?;
     let mut buf = [0u8; 4096];
     let n = sys::readlink(link, &mut buf).ok()?;
     let path = std::str::from_utf8(&buf[..n]).ok()?;
-    config
+    let dir = config.dirs.iter().find(|d| {
+        path.starts_with(d.as_str()) && path[d.len()..].starts_with('/') && !path[d.len()..].starts_with("/.nvmmio/")
+    })?;
+    Some((dir.as_str(), short_lived::name_hash(path.as_bytes())))
+}
+
+/// The managed directory and real path hash of a file opened by an absolute path naming a
+/// direct child of a managed directory (whose path is canonical), when the open cannot have
+/// followed a symbolic link at the last step (O_NOFOLLOW, or O_CREAT | O_EXCL): then that path
+/// is the real one, without asking /proc (SQLite opens its journal this way every
+/// transaction).
+fn direct_child(path: usize, flags: i32, config: &'static Config) -> Option<(&'static str, u64)> {
+    let created = libc::O_CREAT | libc::O_EXCL;
+    if flags & libc::O_NOFOLLOW == 0 && flags & created != created {
+        return None;
+    }
+    let mut buf = [0u8; 4096];
+    let path = usercopy::copy_cstr_from_user(path, &mut buf).ok()?.to_bytes();
+    let dir = config
         .dirs
         .iter()
-        .find(|d| {
-            path.starts_with(d.as_str())
-                && path[d.len()..].starts_with('/')
-                && !path[d.len()..].starts_with("/.nvmmio/")
-        })
-        .map(String::as_str)
+        .find(|d| path.len() > d.len() + 1 && path.starts_with(d.as_bytes()) && path[d.len()] == b'/')?;
+    let name = &path[dir.len() + 1..];
+    if name.contains(&b'/') || name == b"." || name == b".." || name == b".nvmmio" {
+        return None;
+    }
+    Some((dir.as_str(), short_lived::name_hash(path)))
 }
 
 /// Log files kept open, mapped, locked and empty after their file closed, for the next file
@@ -866,7 +919,14 @@ enum NotServed {
 
 /// Opens the engine for a file: our own descriptor for it (a copy of the program's when that
 /// one is open for reading and writing), its log, and recovery of what a crash left.
-fn open_inode(fd: i32, st: &libc::stat, dir: &str, flags: i32, config: &Config) -> Result<Arc<Inode>, NotServed> {
+fn open_inode(
+    fd: i32,
+    st: &libc::stat,
+    dir: &str,
+    name: u64,
+    flags: i32,
+    config: &Config,
+) -> Result<Arc<Inode>, NotServed> {
     let key = (st.st_dev, st.st_ino);
     let truncating = flags & libc::O_TRUNC != 0;
     // Whether a crash left logs with changes the file may lack (asked only when setting up fails
@@ -965,6 +1025,7 @@ fn open_inode(fd: i32, st: &libc::stat, dir: &str, flags: i32, config: &Config) 
         max_size: largest_file_size(key.0, data_fd),
         mark: std::sync::atomic::AtomicU8::new(marks::bits(found)),
         checkpoint_view: Mutex::new(None),
+        short_lived_name: name,
     }))
 }
 
@@ -997,9 +1058,19 @@ fn release(fd: i32) {
 fn forget(inode: &Arc<Inode>) {
     finish_inode(inode);
     table::remove_inode(inode);
+    FORGOTTEN.fetch_add(1, SeqCst);
     inode.close_parked();
-    share::leave(&inode.dir, inode.key, true);
+    if inode.log_path.is_empty() {
+        // Served by the kernel from its open: never this process's to own.
+        share::leave_users(&inode.dir, inode.key);
+    } else {
+        share::leave(&inode.dir, inode.key, true);
+    }
 }
+
+/// How many files were forgotten (under the opening lock): an open that sees it unchanged
+/// knows no file was finished since it looked at its own.
+static FORGOTTEN: AtomicU64 = AtomicU64::new(0);
 
 /// Held while a newly opened file is looked up and set up, and while a descriptor is released
 /// (its file finished if it was the last).
@@ -1036,6 +1107,9 @@ fn discard_locked(inode: &Inode, state: &mut State) {
         // The log is voided by the checkpoint thread, off the program's path; until then it
         // has a pool name, and a crash before the rename leaves it to recovery, which drops
         // it (its file is gone, or a new file has the inode number and no mark).
+        // Created empty and gone before its log was applied: the next file of that name goes
+        // to the kernel.
+        short_lived::learn(inode.short_lived_name);
         if let Ok((storage, log, spare)) = engine.discard() {
             reserved_fd::release_and_close(storage.into_fd());
             let (log_path, spare_path) = log_paths(inode, &log);

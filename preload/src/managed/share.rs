@@ -85,6 +85,13 @@ fn still_current(fd: i32) -> bool {
     sys::fstat(fd).is_ok_and(|st| st.st_nlink > 0)
 }
 
+/// [`still_current`], for the lock file of `dir` in which this process just took a lock (the
+/// opening lock held). A lock it held already, for another file it has open, kept it current:
+/// the last process removes it only when it can lock all of it.
+fn current_with_lock(fd: i32, dir: &str) -> bool {
+    table::any_inode_in(dir) || still_current(fd)
+}
+
 /// Forgets this process's descriptor of `dir`'s lock file (it was removed).
 fn forget_users_fd(dir: &str) {
     let mut users = USERS.lock().unwrap_or_else(|p| p.into_inner());
@@ -110,13 +117,14 @@ fn cstring(s: String) -> Result<std::ffi::CString, Errno> {
 }
 
 /// Joins the processes that have the file `key` in `dir` open, and decides who serves it. An
-/// owner elsewhere is asked to hand the file to the kernel first (and waited for).
+/// owner elsewhere is asked to hand the file to the kernel first (and waited for). The opening
+/// lock is held.
 pub fn join(dir: &str, key: (u64, u64)) -> Result<Role, Errno> {
     // An owner that never answers (stopped, say) is given up on after about 10 s.
     for _ in 0..10_000 {
         let fd = users_fd(dir)?;
         ipc::description_lock(fd, LockKind::Shared, users_byte(key), true)?;
-        if !still_current(fd) {
+        if !current_with_lock(fd, dir) {
             forget_users_fd(dir);
             continue;
         }
@@ -139,6 +147,26 @@ pub fn join(dir: &str, key: (u64, u64)) -> Result<Role, Errno> {
     Ok(Role::Kernel)
 }
 
+/// Joins the processes that have the file `key` in `dir` open, to have the kernel serve it
+/// here (see `short_lived`): an owner elsewhere is asked to hand it over, and while this
+/// process holds the users byte nobody else can become one. The opening lock is held.
+pub fn join_unserved(dir: &str, key: (u64, u64)) -> Result<(), Errno> {
+    for _ in 0..10_000 {
+        let fd = users_fd(dir)?;
+        ipc::description_lock(fd, LockKind::Shared, users_byte(key), true)?;
+        if !current_with_lock(fd, dir) {
+            forget_users_fd(dir);
+            continue;
+        }
+        let Some(pid) = ipc::lock_holder(fd, owner_byte(key))? else { return Ok(()) };
+        match ask(pid, Ask::HandOver, key) {
+            Ok(_) => return Ok(()),
+            Err(_) => sys::sleep_ms(1),
+        }
+    }
+    Ok(())
+}
+
 /// The owner has set the file up: others may join (and will ask it to hand over).
 pub fn settle(dir: &str, key: (u64, u64)) {
     if let Ok(fd) = users_fd(dir) {
@@ -151,6 +179,13 @@ pub fn leave(dir: &str, key: (u64, u64), users: bool) {
     let Ok(fd) = users_fd(dir) else { return };
     let _ = ipc::process_lock(fd, LockKind::Unlock, owner_byte(key));
     if users {
+        let _ = ipc::description_lock(fd, LockKind::Unlock, users_byte(key), false);
+    }
+}
+
+/// This process no longer has open the file `key`, which it never owned.
+pub fn leave_users(dir: &str, key: (u64, u64)) {
+    if let Ok(fd) = users_fd(dir) {
         let _ = ipc::description_lock(fd, LockKind::Unlock, users_byte(key), false);
     }
 }

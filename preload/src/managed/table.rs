@@ -45,6 +45,9 @@ pub struct Inode {
     /// The checkpoint thread's own mapping of the data file (tmpfs only; made at its first
     /// job, dropped when the engine lets go of the file; see `background`).
     pub checkpoint_view: Mutex<Option<nvmmio_core::persist::Mapping>>,
+    /// The hash of the file's real path if this process created it empty (or found it so),
+    /// else 0: learned as short-lived if the file dies before its log is applied.
+    pub short_lived_name: u64,
 }
 
 impl Inode {
@@ -61,6 +64,7 @@ impl Inode {
             max_size: i64::MAX as u64,
             mark: AtomicU8::new(0),
             checkpoint_view: Mutex::new(None),
+            short_lived_name: 0,
         }
     }
 
@@ -158,6 +162,12 @@ pub fn inode_in_use(inode: &Arc<Inode>) -> bool {
 
 pub fn find_inode(key: (u64, u64)) -> Option<Arc<Inode>> {
     INODES.lock().unwrap_or_else(|p| p.into_inner()).iter().find(|i| i.key == key).cloned()
+}
+
+/// Whether any open file is in managed directory `dir` (each holds a lock in its lock file,
+/// see `share`).
+pub fn any_inode_in(dir: &str) -> bool {
+    INODES.lock().unwrap_or_else(|p| p.into_inner()).iter().any(|i| i.dir == dir)
 }
 
 pub fn add_inode(inode: Arc<Inode>) {
