@@ -154,18 +154,19 @@ print("ok")
     }
 }
 
-/// A file created empty under a name whose last file died before its log was applied goes to
-/// the kernel: from the second journal of a loop on, no log, no commit, the same bytes and
-/// sizes. A file that outlives its open makes the name ordinary again, and a file found
-/// non-empty under such a name (a journal a crash left) is served by the engine.
+/// A file created empty under a name whose files died twice in a row, with data, before their
+/// logs were applied goes to the kernel: from the third journal of a loop on, no log, no commit,
+/// the same bytes and sizes. One death is not enough (a database destroyed and created again),
+/// nor deaths of empty files. A file that outlives its open makes the name ordinary again, and a
+/// file found non-empty under such a name (a journal a crash left) is served by the engine.
 #[test]
 fn names_whose_files_die_young_go_to_the_kernel() {
     for base in [shm_dir(), tmp_dir()] {
         let dir = base.path();
         let script = r#"
 import os, sys
-def cycle(i, unlink=True):
-    f = os.open("db-journal", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+def cycle(i, name="db-journal", unlink=True):
+    f = os.open(name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     os.pwrite(f, bytes([i]) * 512, 0)
     os.pwrite(f, bytes([i + 1]) * 4100, 512)
     os.fsync(f)
@@ -175,36 +176,45 @@ def cycle(i, unlink=True):
     assert os.pread(f, 5000, 0) == b"n" * 12 + bytes([i]) * 500 + bytes([i + 1]) * 4100
     os.close(f)
     if unlink:
-        os.unlink("db-journal")
+        os.unlink(name)
 for i in range(30):
     cycle(i)
-# A temporary file unlinked while open, twice.
-for i in range(2):
+# A temporary file unlinked while open, three times.
+for i in range(3):
     g = os.open("tmp", os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
     os.unlink("tmp")
     os.write(g, b"t" * 5000)
     assert os.pread(g, 5000, 0) == b"t" * 5000 and os.fstat(g).st_size == 5000
     os.close(g)
+# Empty files that die young, and a file that dies once and then lives: all by the engine.
+for i in range(4):
+    os.close(os.open("empty", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644))
+    os.unlink("empty")
+cycle(50, name="once")
+cycle(51, name="once", unlink=False)
 # This one lives on: left to the kernel (its name is known), then found non-empty.
 cycle(40, unlink=False)
-# Found non-empty: the engine serves it. The next one is created empty again, by the engine,
-# and dies young: the one after goes to the kernel.
+# Found non-empty: the engine serves it. The next two are created empty again, by the engine,
+# and die young: the one after goes to the kernel.
 cycle(41)
 cycle(42)
 cycle(43)
+cycle(44)
 print("ok")
 "#;
         let out = python_under_nvmmio(dir, script, &[]).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n", "{stderr}");
-        // 29 journals and one temporary file after the first of each, the survivor (created
-        // empty under a known name), and journal 43.
-        assert_eq!(summary_number(&stderr, "short-lived"), 29 + 1 + 1 + 1, "{stderr}");
-        // The engine served journals 0, 41 and 42 (two commits each) and the first temporary
-        // file (none).
+        // 28 journals after the first two, the third temporary file, the survivor (created
+        // empty under a known name), and journal 44.
+        assert_eq!(summary_number(&stderr, "short-lived"), 28 + 1 + 1 + 1, "{stderr}");
+        // The engine served journals 0, 1, 41, 42 and 43, and both "once" files (two commits
+        // each), and the first two temporary files and the empty ones (none).
         let commits = summary_number(&stderr, "commits");
-        assert!((6..=8).contains(&commits), "{stderr}");
+        assert!((14..=16).contains(&commits), "{stderr}");
         assert!(!dir.join("db-journal").exists() && !dir.join("tmp").exists());
+        assert_eq!(fs::read(dir.join("once")).unwrap().len(), 4612);
+        fs::remove_file(dir.join("once")).unwrap();
         let left = fs::read_dir(dir.join(".nvmmio")).map(|d| d.count()).unwrap_or(0);
         assert_eq!(left, 0, "logs left behind in {}", dir.display());
 
@@ -213,7 +223,7 @@ print("ok")
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n", "{stderr}");
         assert_eq!(summary_number(&stderr, "short-lived"), 0, "{stderr}");
-        assert!(summary_number(&stderr, "commits") >= 2 * 34, "{stderr}");
+        assert!(summary_number(&stderr, "commits") >= 2 * 36, "{stderr}");
     }
 }
 

@@ -56,7 +56,7 @@ fn unlinked(inode: &Inode) -> bool {
 /// allows and it could be published.
 pub fn on_last_close(inode: &Arc<Inode>, limit: usize) -> bool {
     if unlinked(inode) {
-        super::discard_locked(inode, &mut inode.lock());
+        super::discard_locked(inode, &mut inode.lock(), true);
         return false;
     }
     if limit == 0 {
@@ -121,9 +121,10 @@ pub fn reopened(inode: &Arc<Inode>) -> bool {
     unchanged
 }
 
-/// After an unlink or a rename (which may replace a file): kept files that lost their last
-/// name have their logs voided, unapplied.
-pub fn after_names_changed() {
+/// After an unlink or a rename (`renamed`; it may replace a file): kept files that lost their
+/// last name have their logs voided, unapplied. A file a rename replaced did not die young (it
+/// was renamed to the name it lost after its own birth).
+pub fn after_names_changed(renamed: bool) {
     let _opening = super::OPENING.lock().unwrap_or_else(|p| p.into_inner());
     let gone: Vec<Arc<Inode>> = {
         let mut kept = list();
@@ -140,7 +141,7 @@ pub fn after_names_changed() {
     };
     for inode in gone {
         if !table::inode_in_use(&inode) {
-            super::discard_locked(&inode, &mut inode.lock());
+            super::discard_locked(&inode, &mut inode.lock(), !renamed);
             super::forget(&inode);
         }
     }

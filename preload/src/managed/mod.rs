@@ -404,9 +404,8 @@ pub fn after(nr: usize, args: [usize; 6], result: isize, handovers: u64) -> isiz
             _ => {}
         },
         libc::SYS_setrlimit | libc::SYS_prlimit64 => note_file_size_limit(),
-        libc::SYS_unlink | libc::SYS_unlinkat | libc::SYS_rename | libc::SYS_renameat | libc::SYS_renameat2 => {
-            closed::after_names_changed()
-        }
+        libc::SYS_unlink | libc::SYS_unlinkat => closed::after_names_changed(false),
+        libc::SYS_rename | libc::SYS_renameat | libc::SYS_renameat2 => closed::after_names_changed(true),
         libc::SYS_listxattr | libc::SYS_llistxattr | libc::SYS_flistxattr => {
             return marks::strip_from_list(args[1], result)
         }
@@ -631,11 +630,11 @@ fn opened(fd: i32, flags: i32, path: usize) -> Result<(), Errno> {
             if st.st_nlink > 1 {
                 return Ok(());
             }
-            let short_lived = config.short_lived_to_kernel && short_lived::known(name);
-            if short_lived && st.st_size > 0 {
+            // A file found with data under its name outlived its open: the name is ordinary.
+            if st.st_size > 0 {
                 short_lived::forget(name);
             }
-            let role = if short_lived && st.st_size == 0 {
+            let role = if st.st_size == 0 && config.short_lived_to_kernel && short_lived::known(name) {
                 short_lived::LEFT_TO_KERNEL.fetch_add(1, Relaxed);
                 share::join_unserved(dir, key).map(|()| share::Role::Kernel)
             } else {
@@ -1100,16 +1099,18 @@ fn finish_locked(inode: &Inode, state: &mut State) {
 }
 
 /// A file whose last name is gone and that no descriptor refers to: its logs are voided
-/// without being applied, the data file closed.
-fn discard_locked(inode: &Inode, state: &mut State) {
+/// without being applied, the data file closed. `unlinked`: its name was removed (not replaced
+/// by a rename), so that it may count as having died young.
+fn discard_locked(inode: &Inode, state: &mut State, unlinked: bool) {
     if let State::Engine(engine) = std::mem::replace(state, State::Kernel) {
         drop_checkpoint_view(inode);
         // The log is voided by the checkpoint thread, off the program's path; until then it
         // has a pool name, and a crash before the rename leaves it to recovery, which drops
         // it (its file is gone, or a new file has the inode number and no mark).
-        // Created empty and gone before its log was applied: the next file of that name goes
-        // to the kernel.
-        short_lived::learn(inode.short_lived_name);
+        // Created empty, written, and gone before its log was applied (see `short_lived`).
+        if unlinked && engine.size() > 0 {
+            short_lived::died(inode.short_lived_name, sys::monotonic_ns());
+        }
         if let Ok((storage, log, spare)) = engine.discard() {
             reserved_fd::release_and_close(storage.into_fd());
             let (log_path, spare_path) = log_paths(inode, &log);
