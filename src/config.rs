@@ -41,8 +41,8 @@ pub const ENV_HYBRID_UNDO_UPTO: &str = "NVMMIO_HYBRID_UNDO_UPTO";
 /// never checkpointed, and a file closed and opened again is set up once.
 pub const ENV_KEEP_CLOSED: &str = "NVMMIO_KEEP_CLOSED";
 /// `kernel` (default) or `log`: how a file is served when it is created empty under a name whose
-/// last file was removed before its log was ever applied (SQLite's rollback journal, from its
-/// second transaction on). `kernel`: the kernel serves it, as without nvmmio (a log for a file
+/// files were twice in a row, within a second, written and unlinked before their logs were
+/// applied (SQLite's rollback journal, from its third transaction on). `kernel`: the kernel serves it, as without nvmmio (a log for a file
 /// that dies within its transaction costs more system calls than it saves); `log`: the engine.
 pub const ENV_SHORT_LIVED: &str = "NVMMIO_SHORT_LIVED";
 /// `hybrid` (default), `redo` or `undo`: how each file logs its writes. Hybrid picks per epoch
@@ -88,7 +88,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     (ENV_KEEP_CLOSED, "files kept served after their last close, logs kept, until unlinked or evicted (default 8)"),
     (
         ENV_SHORT_LIVED,
-        "kernel (default): files created empty under a name whose last file died before its log was applied go to the kernel; log: the engine serves them",
+        "kernel (default): files created empty under a name whose files twice died young (written, unlinked before their logs were applied) go to the kernel; log: the engine serves them",
     ),
     (
         ENV_LOGGING,
