@@ -515,3 +515,71 @@ print(all(all(o[2:]) for o in out), [o for o in out if not all(o[2:])])
         assert!(stderr.lines().any(|l| l.contains(" 5 calls served") || l.contains(" 6 calls served")), "{stderr}");
     }
 }
+
+/// Which opens are managed: the real path decides, also when it is read from the program's
+/// path string (an absolute path to a direct child, opened with O_NOFOLLOW or O_CREAT |
+/// O_EXCL) instead of /proc. A symbolic link in the managed directory to a file outside it
+/// leaves that file to the kernel; opened with O_NOFOLLOW or O_EXCL it is refused as by the
+/// kernel.
+#[test]
+fn opens_are_managed_by_the_real_path() {
+    for base in [shm_dir(), tmp_dir()] {
+        let managed = base.path().join("m");
+        let outside = base.path().join("u");
+        fs::create_dir_all(&managed).unwrap();
+        fs::create_dir_all(&outside).unwrap();
+        fs::write(outside.join("target"), b"").unwrap();
+        std::os::unix::fs::symlink(outside.join("target"), managed.join("link")).unwrap();
+        // Each case: open flags, then the number of calls nvmmio served for 3 writes and a read.
+        let cases: [(&str, &str, u64); 6] = [
+            ("direct child, O_NOFOLLOW", "m/a O_NOFOLLOW|O_CREAT", 4),
+            ("direct child, O_CREAT|O_EXCL", "m/b O_CREAT|O_EXCL", 4),
+            ("direct child, plain", "m/c O_CREAT", 4),
+            ("relative path", "c2 O_CREAT", 4),
+            ("link to a file outside", "m/link O_CREAT", 0),
+            ("file outside", "u/target O_CREAT", 0),
+        ];
+        for (what, spec, served) in cases {
+            let (name, flags) = spec.split_once(' ').unwrap();
+            let (path, cwd) = match name {
+                "c2" => (managed.join("c2"), managed.clone()),
+                n => (base.path().join(n), base.path().to_path_buf()),
+            };
+            let path_arg = if name == "c2" { "c2".to_string() } else { path.display().to_string() };
+            let script = format!(
+                "import os\nf = os.open({path_arg:?}, os.O_RDWR | {})\nfor i in range(3): os.write(f, b'x' * 100)\nassert os.pread(f, 300, 0) == b'x' * 300\nos.close(f)\n",
+                flags.split('|').map(|f| format!("os.{f}")).collect::<Vec<_>>().join(" | ")
+            );
+            let out = Command::new("/usr/bin/python3")
+                .args(["-c", &script])
+                .current_dir(&cwd)
+                .env("LD_PRELOAD", library())
+                .env("NVMMIO_DIRS", &managed)
+                .env("NVMMIO_STATS", "1")
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "{what}: {stderr}");
+            let line =
+                stderr.lines().find(|l| l.starts_with("nvmmio: pid")).unwrap_or_else(|| panic!("{what}: {stderr}"));
+            let count: u64 = line.split(": ").nth(2).unwrap().split(' ').next().unwrap().parse().unwrap();
+            assert_eq!(count, served, "{what}: {line}");
+            assert_eq!(fs::read(&path).unwrap(), b"x".repeat(300), "{what}");
+        }
+        // Through the link, O_NOFOLLOW and O_EXCL fail as without nvmmio.
+        let script = format!(
+            "import os\nfor fl in (os.O_NOFOLLOW, os.O_CREAT | os.O_EXCL):\n    try:\n        os.open({:?}, os.O_RDWR | fl)\n        print('opened')\n    except OSError as e:\n        print(e.errno)\n",
+            managed.join("link").display().to_string()
+        );
+        let run = |preload: bool| {
+            let mut cmd = Command::new("/usr/bin/python3");
+            cmd.args(["-c", &script]).env_remove("LD_PRELOAD");
+            if preload {
+                cmd.env("LD_PRELOAD", library()).env("NVMMIO_DIRS", &managed);
+            }
+            ok(&cmd.output().unwrap())
+        };
+        assert_eq!(run(true), run(false));
+        assert_eq!(run(false), format!("{}\n{}\n", libc::ELOOP, libc::EEXIST));
+    }
+}
