@@ -41,6 +41,18 @@ pub fn never_blocks(fd: i32) -> bool {
     }
 }
 
+/// The program just opened `fd`, whose type (`st_mode`) an fstat made for it showed: its first
+/// cancellation point need not ask again.
+pub fn learn(fd: i32, st_mode: u32) {
+    if let Some(slot) = slot(fd) {
+        let kind = match st_mode & libc::S_IFMT {
+            libc::S_IFREG | libc::S_IFBLK => NEVER_BLOCKS,
+            _ => OTHER,
+        };
+        slot.store(kind, Relaxed);
+    }
+}
+
 /// The number is about to be closed or replaced.
 pub fn forget(fd: i32) {
     if let Some(slot) = slot(fd) {
@@ -84,6 +96,11 @@ mod tests {
         assert_eq!(KIND[fd as usize].load(Relaxed), UNKNOWN);
         let (r, _w) = std::io::pipe().unwrap();
         assert!(!never_blocks(r.as_raw_fd()));
+        // What an open's own fstat showed stands (the kernel is not asked again).
+        learn(fd, libc::S_IFREG | 0o644);
+        assert_eq!(KIND[fd as usize].load(Relaxed), NEVER_BLOCKS);
+        learn(r.as_raw_fd(), libc::S_IFIFO);
+        assert_eq!(KIND[r.as_raw_fd() as usize].load(Relaxed), OTHER);
         assert!(!never_blocks(-1));
         assert!(!never_blocks(1 << 20));
     }

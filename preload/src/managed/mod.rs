@@ -589,6 +589,7 @@ fn opened(fd: i32, flags: i32, path: usize) -> Result<(), Errno> {
     }
     let forgotten = FORGOTTEN.load(SeqCst);
     let Ok(st) = sys::fstat(fd) else { return Ok(()) };
+    crate::fd_table::learn(fd, st.st_mode);
     if st.st_mode & libc::S_IFMT != libc::S_IFREG {
         return Ok(());
     }
