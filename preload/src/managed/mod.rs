@@ -635,12 +635,11 @@ fn opened(fd: i32, flags: i32, path: usize) -> Result<(), Errno> {
             if st.st_size > 0 {
                 short_lived::forget(name);
             }
-            let role = if st.st_size == 0 && config.short_lived_to_kernel && short_lived::known(name) {
+            let short_lived = st.st_size == 0 && config.short_lived_to_kernel && short_lived::known(name);
+            if short_lived {
                 short_lived::LEFT_TO_KERNEL.fetch_add(1, Relaxed);
-                share::join_unserved(dir, key).map(|()| share::Role::Kernel)
-            } else {
-                share::join(dir, key)
-            };
+            }
+            let role = share::join(dir, key, !short_lived);
             // Named only if it was created empty by this open (or found so).
             let name = if st.st_size == 0 { name } else { 0 };
             match role {

@@ -116,10 +116,12 @@ fn cstring(s: String) -> Result<std::ffi::CString, Errno> {
     std::ffi::CString::new(s).map_err(|_| Errno(libc::EINVAL))
 }
 
-/// Joins the processes that have the file `key` in `dir` open, and decides who serves it. An
-/// owner elsewhere is asked to hand the file to the kernel first (and waited for). The opening
-/// lock is held.
-pub fn join(dir: &str, key: (u64, u64)) -> Result<Role, Errno> {
+/// Joins the processes that have the file `key` in `dir` open, and decides who serves it: this
+/// process, with the engine, if it is alone and `engine` asks for it; else the kernel (see
+/// `short_lived` for files joined without `engine`: while this process holds the users byte no
+/// other can become the owner). An owner elsewhere is asked to hand the file to the kernel
+/// first (and waited for). The opening lock is held.
+pub fn join(dir: &str, key: (u64, u64), engine: bool) -> Result<Role, Errno> {
     // An owner that never answers (stopped, say) is given up on after about 10 s.
     for _ in 0..10_000 {
         let fd = users_fd(dir)?;
@@ -128,7 +130,7 @@ pub fn join(dir: &str, key: (u64, u64)) -> Result<Role, Errno> {
             forget_users_fd(dir);
             continue;
         }
-        if ipc::description_lock(fd, LockKind::Exclusive, users_byte(key), false).is_ok() {
+        if engine && ipc::description_lock(fd, LockKind::Exclusive, users_byte(key), false).is_ok() {
             if ensure_listener() && ipc::process_lock(fd, LockKind::Exclusive, owner_byte(key)).is_ok() {
                 return Ok(Role::Owner);
             }
@@ -145,26 +147,6 @@ pub fn join(dir: &str, key: (u64, u64)) -> Result<Role, Errno> {
         }
     }
     Ok(Role::Kernel)
-}
-
-/// Joins the processes that have the file `key` in `dir` open, to have the kernel serve it
-/// here (see `short_lived`): an owner elsewhere is asked to hand it over, and while this
-/// process holds the users byte nobody else can become one. The opening lock is held.
-pub fn join_unserved(dir: &str, key: (u64, u64)) -> Result<(), Errno> {
-    for _ in 0..10_000 {
-        let fd = users_fd(dir)?;
-        ipc::description_lock(fd, LockKind::Shared, users_byte(key), true)?;
-        if !current_with_lock(fd, dir) {
-            forget_users_fd(dir);
-            continue;
-        }
-        let Some(pid) = ipc::lock_holder(fd, owner_byte(key))? else { return Ok(()) };
-        match ask(pid, Ask::HandOver, key) {
-            Ok(_) => return Ok(()),
-            Err(_) => sys::sleep_ms(1),
-        }
-    }
-    Ok(())
 }
 
 /// The owner has set the file up: others may join (and will ask it to hand over).
