@@ -579,9 +579,9 @@ fn hand_over_elsewhere(key: (u64, u64)) {
     }
 }
 
-/// Registers a new descriptor if it is a regular file in a managed directory. An error: the
-/// open is refused (the descriptor is closed again, see [`NotServed::Refused`]).
-/// The program opened `fd` with `flags`, by the path string at `path` (its memory).
+/// The program opened `fd` with `flags`, by the path string at `path` (in its memory):
+/// registers the descriptor if it is a regular file in a managed directory. An error: the open
+/// is refused (the descriptor is closed again, see [`NotServed::Refused`]).
 fn opened(fd: i32, flags: i32, path: usize) -> Result<(), Errno> {
     let Some(config) = CONFIG.get() else { return Ok(()) };
     if flags & (libc::O_PATH | libc::O_DIRECT) != 0 || flags & libc::O_TMPFILE == libc::O_TMPFILE {
