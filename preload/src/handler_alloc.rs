@@ -83,7 +83,8 @@ pub fn note_entry(frame: usize) {
     });
 }
 
-fn in_handler() -> bool {
+/// Whether one of the program's signal handlers is running on this thread.
+pub fn in_handler() -> bool {
     IN_HANDLER.with(Cell::get) != 0
 }
 

@@ -335,7 +335,7 @@ pub fn before(nr: usize, args: [usize; 6]) -> Plan {
         },
         // The lock-free bitmap first: most descriptors (pipes, sockets, other files) are not ours.
         _ if !is_managed_fd(fd0) || !uses_fd_as_file(nr) => Plan::Kernel,
-        _ => match table::get(fd0).and_then(|file| io::serve(nr, args, &file)) {
+        _ => match table::with_file(fd0, |file| io::serve(nr, args, file)) {
             Some(result) => Plan::Served(result),
             None => Plan::Kernel,
         },
