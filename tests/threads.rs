@@ -139,3 +139,65 @@ fn threads_killed_while_writing_leave_no_torn_or_lost_write() {
         }
     }
 }
+
+/// A thread keeps writing through one descriptor number while another thread closes it and
+/// opens another file under the same number, or `dup2`s a third file onto it: every write goes
+/// to the file the number names when it is made (a thread's remembered lookup of the number
+/// must not outlive the change).
+#[test]
+fn a_reused_descriptor_number_names_the_new_file_in_every_thread() {
+    for base in [shm_dir(), tmp_dir()] {
+        let dir = base.path();
+        let script = r#"
+import os, queue, threading
+jobs, done = queue.Queue(), queue.Queue()
+def worker():
+    while True:
+        job = jobs.get()
+        if job is None:
+            return
+        fd, byte = job
+        try:
+            for i in range(40):
+                os.pwrite(fd, byte * 100, i * 100)
+            assert os.pread(fd, 4000, 0) == byte * 4000, "read back"
+            done.put(os.fstat(fd).st_size)
+        except Exception as e:
+            done.put(repr(e))
+t = threading.Thread(target=worker, daemon=True)
+t.start()
+n = os.open("one", os.O_RDWR | os.O_CREAT, 0o644)
+def result():
+    return done.get(timeout=60)
+jobs.put((n, b"A")); r = result(); assert r == 4000, r
+os.close(n)
+m = os.open("two", os.O_RDWR | os.O_CREAT, 0o644)
+assert m == n
+jobs.put((n, b"B")); r = result(); assert r == 4000, r
+three = os.open("three", os.O_RDWR | os.O_CREAT, 0o644)
+os.write(three, b"z" * 5000)
+os.dup2(three, n)
+jobs.put((n, b"C")); r = result(); assert r == 5000, r
+jobs.put(None)
+t.join()
+os.close(n); os.close(three)
+print("ok")
+"#;
+        let out = Command::new("/usr/bin/python3")
+            .args(["-c", script])
+            .current_dir(dir)
+            .env("LD_PRELOAD", library())
+            .env("NVMMIO_DIRS", dir)
+            .env("NVMMIO_STATS", "1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n", "{stderr}");
+        assert!(!stderr.contains(" 0 calls served"), "{stderr}");
+        assert_eq!(std::fs::read(dir.join("one")).unwrap(), b"A".repeat(4000));
+        assert_eq!(std::fs::read(dir.join("two")).unwrap(), b"B".repeat(4000));
+        let mut three = b"C".repeat(4000);
+        three.extend(b"z".repeat(1000));
+        assert_eq!(std::fs::read(dir.join("three")).unwrap(), three);
+    }
+}
