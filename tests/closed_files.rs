@@ -13,18 +13,9 @@ use std::process::{Command, Stdio};
 
 use common::*;
 
-const PYTHON: &str = "/usr/bin/python3";
-
-fn python_under_nvmmio(dir: &Path, script: &str, env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(PYTHON);
-    cmd.args(["-c", script])
-        .current_dir(dir)
-        .env("LD_PRELOAD", library())
-        .env("NVMMIO_DIRS", dir)
-        .env("NVMMIO_STATS", "1");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
+fn python_in(dir: &Path, script: &str, env: &[(&str, &str)]) -> Command {
+    let mut cmd = python_under_nvmmio(dir, dir, script);
+    cmd.envs(env.iter().copied());
     cmd
 }
 
@@ -40,8 +31,7 @@ impl Paused {
     }
 
     fn start_with(dir: &Path, script: &str, env: &[(&str, &str)]) -> Paused {
-        let mut child =
-            python_under_nvmmio(dir, script, env).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+        let mut child = python_in(dir, script, env).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
         let mut out = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
         out.read_line(&mut line).unwrap();
@@ -142,7 +132,7 @@ for i in range(40):
     os.close(g)
 print("ok")
 "#;
-        let out = python_under_nvmmio(dir, script, &[("NVMMIO_SHORT_LIVED", "log")]).output().unwrap();
+        let out = python_in(dir, script, &[("NVMMIO_SHORT_LIVED", "log")]).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n", "{stderr}");
         assert!(summary_number(&stderr, "commits") >= 120, "{stderr}");
@@ -202,7 +192,7 @@ cycle(43)
 cycle(44)
 print("ok")
 "#;
-        let out = python_under_nvmmio(dir, script, &[]).output().unwrap();
+        let out = python_in(dir, script, &[]).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n", "{stderr}");
         // 28 journals after the first two, the third temporary file, the survivor (created
@@ -219,7 +209,7 @@ print("ok")
         assert_eq!(left, 0, "logs left behind in {}", dir.display());
 
         // The setting that keeps logging them.
-        let out = python_under_nvmmio(dir, script, &[("NVMMIO_SHORT_LIVED", "log")]).output().unwrap();
+        let out = python_in(dir, script, &[("NVMMIO_SHORT_LIVED", "log")]).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n", "{stderr}");
         assert_eq!(summary_number(&stderr, "short-lived"), 0, "{stderr}");
@@ -242,7 +232,7 @@ for i in range(6):
     os.close(f)
 print(len([n for n in os.listdir(".nvmmio") if n.endswith(".log") and not n.startswith("pool-")]))
 "#;
-        let out = python_under_nvmmio(dir, script, &[("NVMMIO_KEEP_CLOSED", keep)]).output().unwrap();
+        let out = python_in(dir, script, &[("NVMMIO_KEEP_CLOSED", keep)]).output().unwrap();
         assert_eq!(
             String::from_utf8_lossy(&out.stdout),
             format!("{logs}\n"),
@@ -283,7 +273,7 @@ assert os.fstat(f).st_size == 6000, os.fstat(f).st_size
 os.write(f, b"second")
 os.close(f)
 "#;
-        let second = python_under_nvmmio(dir, other, &[]).output().unwrap();
+        let second = python_in(dir, other, &[]).output().unwrap();
         assert!(second.status.success(), "{}", String::from_utf8_lossy(&second.stderr));
         let line = paused.resume();
         assert_eq!(line, "6006 second\n");
@@ -312,12 +302,12 @@ os.pwrite(f, b"logged " * 100, 100)
 os.fsync(f)
 os.kill(os.getpid(), 9)
 "#;
-            let out = python_under_nvmmio(dir, script, &[]).output().unwrap();
+            let out = python_in(dir, script, &[]).output().unwrap();
             assert!(!out.status.success());
             assert_eq!(file_logs(dir).len(), 1);
             let path = dir.join("f");
             // The file as a new one with the same number would be: other bytes, no mark.
-            let remove = Command::new(PYTHON)
+            let remove = Command::new(SYSTEM_PYTHON)
                 .args(["-c", "import os, sys; os.removexattr(sys.argv[1], 'user.nvmmio.logs')", path.to_str().unwrap()])
                 .env_remove("LD_PRELOAD")
                 .output()
@@ -330,8 +320,7 @@ os.kill(os.getpid(), 9)
                 assert!(rec.status.success() && text.contains("stale log"), "{text}");
                 assert!(file_logs(dir).is_empty());
             }
-            let read =
-                python_under_nvmmio(dir, "import os; print(open('f', 'rb').read().decode())", &[]).output().unwrap();
+            let read = python_in(dir, "import os; print(open('f', 'rb').read().decode())", &[]).output().unwrap();
             assert_eq!(
                 String::from_utf8_lossy(&read.stdout),
                 "new file\n",
@@ -401,7 +390,7 @@ for name in ("a", "b", "c"):
     os.close(fd)
 os.kill(os.getpid(), signal.SIGKILL)
 "#;
-        let out = python_under_nvmmio(dir, killed, &[("NVMMIO_KEEP_CLOSED", "0")]).output().unwrap();
+        let out = python_in(dir, killed, &[("NVMMIO_KEEP_CLOSED", "0")]).output().unwrap();
         assert!(!out.status.success());
         let left = pools();
         assert!(!left.is_empty(), "the killed process pooled no log");
@@ -427,7 +416,7 @@ print("done", flush=True)
 fd = __import__("os").open("f", __import__("os").O_RDWR | __import__("os").O_CREAT, 0o644)
 __import__("os").write(fd, b"z" * 10000)
 "#;
-        let out = python_under_nvmmio(dir, next, &[]).output().unwrap();
+        let out = python_in(dir, next, &[]).output().unwrap();
         assert!(out.status.success(), "{out:?}");
         let now = pools();
         assert!(left.iter().all(|p| !now.contains(p)), "left by the killed process: {left:?}, now {now:?}");

@@ -550,14 +550,7 @@ fn opens_are_managed_by_the_real_path() {
                 "import os\nf = os.open({path_arg:?}, os.O_RDWR | {})\nfor i in range(3): os.write(f, b'x' * 100)\nassert os.pread(f, 300, 0) == b'x' * 300\nos.close(f)\n",
                 flags.split('|').map(|f| format!("os.{f}")).collect::<Vec<_>>().join(" | ")
             );
-            let out = Command::new("/usr/bin/python3")
-                .args(["-c", &script])
-                .current_dir(&cwd)
-                .env("LD_PRELOAD", library())
-                .env("NVMMIO_DIRS", &managed)
-                .env("NVMMIO_STATS", "1")
-                .output()
-                .unwrap();
+            let out = python_under_nvmmio(&cwd, &managed, &script).output().unwrap();
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert!(out.status.success(), "{what}: {stderr}");
             let line =

@@ -183,14 +183,7 @@ t.join()
 os.close(n); os.close(three)
 print("ok")
 "#;
-        let out = Command::new("/usr/bin/python3")
-            .args(["-c", script])
-            .current_dir(dir)
-            .env("LD_PRELOAD", library())
-            .env("NVMMIO_DIRS", dir)
-            .env("NVMMIO_STATS", "1")
-            .output()
-            .unwrap();
+        let out = python_under_nvmmio(dir, dir, script).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n", "{stderr}");
         assert!(!stderr.contains(" 0 calls served"), "{stderr}");

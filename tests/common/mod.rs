@@ -30,6 +30,21 @@ pub fn tmp_dir() -> tempfile::TempDir {
     tempfile::Builder::new().prefix("nvmmio-test-").tempdir_in("/tmp").expect("tempdir in /tmp")
 }
 
+/// Debian's Python (its packages, such as plyvel, load only there).
+pub const SYSTEM_PYTHON: &str = "/usr/bin/python3";
+
+/// `python3 -c script` in `cwd` under nvmmio, `managed` its managed directory, with the exit
+/// summary (`NVMMIO_STATS=1`) on stderr.
+pub fn python_under_nvmmio(cwd: &Path, managed: &Path, script: &str) -> Command {
+    let mut cmd = Command::new(SYSTEM_PYTHON);
+    cmd.args(["-c", script])
+        .current_dir(cwd)
+        .env("LD_PRELOAD", library())
+        .env("NVMMIO_DIRS", managed)
+        .env("NVMMIO_STATS", "1");
+    cmd
+}
+
 /// How to run a program.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Under {
