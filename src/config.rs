@@ -42,8 +42,9 @@ pub const ENV_HYBRID_UNDO_UPTO: &str = "NVMMIO_HYBRID_UNDO_UPTO";
 pub const ENV_KEEP_CLOSED: &str = "NVMMIO_KEEP_CLOSED";
 /// `kernel` (default) or `log`: how a file is served when it is created empty under a name whose
 /// files were twice in a row, within a second, written and unlinked before their logs were
-/// applied (SQLite's rollback journal, from its third transaction on). `kernel`: the kernel serves it, as without nvmmio (a log for a file
-/// that dies within its transaction costs more system calls than it saves); `log`: the engine.
+/// applied (SQLite's rollback journal, from its third transaction on). `kernel`: the kernel
+/// serves it, as without nvmmio (a log for a file that dies within its transaction costs more
+/// system calls than it saves); `log`: the engine.
 pub const ENV_SHORT_LIVED: &str = "NVMMIO_SHORT_LIVED";
 /// `hybrid` (default), `redo` or `undo`: how each file logs its writes. Hybrid picks per epoch
 /// (at every fsync) from the calls since the last one: redo logging when writes are more than

@@ -656,11 +656,11 @@ fn opened(fd: i32, flags: i32, path: usize) -> Result<(), Errno> {
                             inode
                         }
                         Err(NotServed::Kernel) => {
-                            share::leave(dir, key, true);
+                            share::leave(dir, key, true, true);
                             return Ok(());
                         }
                         Err(NotServed::Refused(e)) => {
-                            share::leave(dir, key, true);
+                            share::leave(dir, key, true, true);
                             let _ = sys::close(fd);
                             return Err(e);
                         }
@@ -1059,12 +1059,8 @@ fn forget(inode: &Arc<Inode>) {
     table::remove_inode(inode);
     FORGOTTEN.fetch_add(1, SeqCst);
     inode.close_parked();
-    if inode.log_path.is_empty() {
-        // Served by the kernel from its open: never this process's to own.
-        share::leave_users(&inode.dir, inode.key);
-    } else {
-        share::leave(&inode.dir, inode.key, true);
-    }
+    // A file served by the kernel from its open (no log) was never this process's to own.
+    share::leave(&inode.dir, inode.key, !inode.log_path.is_empty(), true);
 }
 
 /// How many files were forgotten (under the opening lock): an open that sees it unchanged
@@ -1188,7 +1184,7 @@ fn hand_to_kernel(inode: &Arc<Inode>) {
     }
     finish_locked(inode, &mut state);
     drop(state);
-    share::leave(&inode.dir, inode.key, false);
+    share::leave(&inode.dir, inode.key, true, false);
 }
 
 /// Checkpoints the files behind `fds` and hands their offsets to the kernel, which then runs

@@ -156,18 +156,14 @@ pub fn settle(dir: &str, key: (u64, u64)) {
     }
 }
 
-/// This process no longer has the file open (or no longer serves it, with `users` false).
-pub fn leave(dir: &str, key: (u64, u64), users: bool) {
+/// This process no longer serves the file (`owner`: it may have owned it) or no longer has it
+/// open (`users`).
+pub fn leave(dir: &str, key: (u64, u64), owner: bool, users: bool) {
     let Ok(fd) = users_fd(dir) else { return };
-    let _ = ipc::process_lock(fd, LockKind::Unlock, owner_byte(key));
-    if users {
-        let _ = ipc::description_lock(fd, LockKind::Unlock, users_byte(key), false);
+    if owner {
+        let _ = ipc::process_lock(fd, LockKind::Unlock, owner_byte(key));
     }
-}
-
-/// This process no longer has open the file `key`, which it never owned.
-pub fn leave_users(dir: &str, key: (u64, u64)) {
-    if let Ok(fd) = users_fd(dir) {
+    if users {
         let _ = ipc::description_lock(fd, LockKind::Unlock, users_byte(key), false);
     }
 }
@@ -292,7 +288,7 @@ fn hand_over(key: (u64, u64)) -> u64 {
     if matches!(&*inode.read(), State::Engine(_)) {
         super::hand_to_kernel(&inode);
     }
-    leave(&inode.dir, key, false);
+    leave(&inode.dir, key, true, false);
     0
 }
 
