@@ -131,6 +131,52 @@ fn two_processes_see_each_others_writes() {
     });
 }
 
+/// A file left to the kernel for its name (files under it died young twice, see
+/// `short_lived`) keeps others from serving it with the engine while it is open: a second
+/// process joins the kernel's users, and each reads the other's bytes at once. And a file
+/// another process serves with the engine is handed over when one opens it under such a name.
+#[test]
+fn a_short_lived_file_shared_with_another_process() {
+    in_both_file_systems(|dir| {
+        let mut a = Peer::start(dir, true);
+        for i in 0..2 {
+            let f = a.number(r#"["open", "journal", "rw|creat"]"#);
+            a.number(&format!(r#"["pwrite", {f}, "{}", 0]"#, text(600, i)));
+            a.ok(&format!(r#"["close", {f}]"#));
+            a.ok(r#"["unlink", "journal"]"#);
+        }
+        let fa = a.number(r#"["open", "journal", "rw|creat"]"#);
+        let (first, second) = (text(1000, 7), text(500, 8));
+        a.number(&format!(r#"["pwrite", {fa}, "{first}", 0]"#));
+
+        let mut b = Peer::start(dir, true);
+        let fb = b.number(r#"["open", "journal", "rw"]"#);
+        assert_eq!(b.contents(fb), format!("\"{first}\""), "B reads what A wrote");
+        b.number(&format!(r#"["pwrite", {fb}, "{second}", 1000]"#));
+        assert_eq!(a.contents(fa), format!("\"{first}{second}\""), "A reads B's write at once");
+        assert_eq!(a.number(&format!(r#"["fstat", {fa}]"#)), 1500);
+        a.ok(&format!(r#"["close", {fa}]"#));
+        b.ok(&format!(r#"["close", {fb}]"#));
+        a.ok(r#"["unlink", "journal"]"#);
+
+        // B (for which the name is ordinary) serves a new file under it with the engine; A
+        // opens it as a short-lived name: B hands it over first.
+        let fb = b.number(r#"["open", "journal", "rw|creat"]"#);
+        b.number(&format!(r#"["write", {fb}, "{second}"]"#));
+        let fa = a.number(r#"["open", "journal", "rw"]"#);
+        assert_eq!(a.contents(fa), format!("\"{second}\""), "A reads B's logged write");
+        a.number(&format!(r#"["pwrite", {fa}, "{first}", 500]"#));
+        assert_eq!(b.contents(fb), format!("\"{second}{first}\""), "B reads A's write");
+        a.ok(&format!(r#"["close", {fa}]"#));
+        b.ok(&format!(r#"["close", {fb}]"#));
+        // The first two journals' writes only: the third journal, and B's, were the kernel's.
+        assert_eq!(a.finish(), 2, "A served none of the later journals' calls");
+        assert!(b.finish() >= 1, "B served its first write with the engine");
+        assert_eq!(std::fs::read(dir.join("journal")).unwrap().len(), 1500);
+        assert_eq!(std::fs::read_dir(dir.join(".nvmmio")).map(|d| d.count()).unwrap_or(0), 0);
+    });
+}
+
 #[test]
 fn the_last_process_alone_serves_the_file_again() {
     let dir = shm_dir();

@@ -240,6 +240,32 @@ fn filters_by_class_and_name() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown system call or class 'bogus'"));
 }
 
+/// Every fcntl command is traced, on plain and managed files alike: untraced, the hook passes
+/// all but those that make or change descriptors straight to the kernel, record locks included.
+#[test]
+fn fcntl_commands_are_traced() {
+    let dir = shm_dir();
+    let script = r#"
+import fcntl, os
+fd = os.open("lockme", os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+fcntl.fcntl(fd, fcntl.F_GETFD)
+fcntl.lockf(fd, fcntl.LOCK_UN)
+print(fd)
+"#;
+    let managed = dir.path().to_str().unwrap();
+    for opts in [&["-o", "l.trace"][..], &["-o", "l.trace", "-e", "fcntl"], &["-o", "l.trace", "--dir", managed]] {
+        let out = trace(dir.path(), opts, &["/usr/bin/python3", "-c", script]);
+        assert!(out.status.success(), "{opts:?}: {out:?}");
+        let fd = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let text = fs::read_to_string(dir.path().join("l.trace")).unwrap();
+        for expected in [format!(" fcntl({fd}, F_SETLK, "), format!(" fcntl({fd}, F_GETFD, 0) = 1 <")] {
+            assert!(text.contains(&expected), "{opts:?}: missing {expected:?} in:\n{text}");
+        }
+        assert!(text.contains(&format!(" fcntl({fd}, F_SETLKW, ")), "{opts:?}: no unlock in:\n{text}");
+    }
+}
+
 #[test]
 fn trace_goes_to_stderr_by_default_and_survives_redirection() {
     let dir = shm_dir();

@@ -19,6 +19,10 @@ const WORDS: usize = SYSCALL_COUNT.div_ceil(64);
 static EARLY: [AtomicU64; WORDS] = [const { AtomicU64::new(0) }; WORDS];
 /// Whether numbers beyond the table (newer kernels) are dispatched too.
 static EARLY_UNKNOWN: AtomicBool = AtomicBool::new(false);
+/// Whether every `fcntl` is dispatched (tracing it), or only the commands that make or change
+/// descriptors (see [`fcntl_wanted`]): not the record locks SQLite takes several times a
+/// transaction.
+static EVERY_FCNTL: AtomicBool = AtomicBool::new(false);
 
 fn early_insert(nr: i64) {
     let nr = nr as usize;
@@ -48,8 +52,10 @@ pub fn init_filter(settings: &Settings) {
     }
     if let Some(nr) = settings.test_panic_in {
         early_insert(nr as i64);
+        EVERY_FCNTL.fetch_or(nr as i64 == libc::SYS_fcntl, Relaxed);
     }
     if settings.mode == Mode::Trace {
+        EVERY_FCNTL.fetch_or(settings.trace.filter.contains(libc::SYS_fcntl as usize), Relaxed);
         for nr in 0..SYSCALL_COUNT {
             if settings.trace.filter.contains(nr) {
                 early_insert(nr as i64);
@@ -90,10 +96,17 @@ pub extern "C-unwind" fn entry(
 /// `None` when it should simply go to the kernel.
 #[inline(always)]
 pub fn handle(nr: usize, args: [usize; 6]) -> Option<isize> {
-    if !early_wants(nr) {
+    if !early_wants(nr) || (nr == libc::SYS_fcntl as usize && !fcntl_wanted(args[1] as i32)) {
         return None;
     }
     handle_wanted(nr, args)
+}
+
+/// Whether the dispatcher must see `fcntl` command `cmd`: the managed files' descriptor table
+/// follows duplicates and status flags; the rest (locks, descriptor flags...) is the kernel's.
+#[inline(always)]
+fn fcntl_wanted(cmd: i32) -> bool {
+    matches!(cmd, libc::F_DUPFD | libc::F_DUPFD_CLOEXEC | libc::F_SETFL) || EVERY_FCNTL.load(Relaxed)
 }
 
 #[inline(never)]

@@ -3,6 +3,7 @@
 //! arrives later, in `clone_parent`).
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use nvmmio_core::sys;
 
@@ -37,10 +38,17 @@ thread_local! {
     static BORROWED: Cell<bool> = const { Cell::new(false) };
 }
 
+/// Threads with `VFORK` or `BORROWED` set: while none has, [`is_borrowed`] (asked on every call)
+/// reads no thread-local (in a shared library each read is a call into the dynamic linker).
+static BORROWING: AtomicUsize = AtomicUsize::new(0);
+
 /// Whether this code runs in a child that borrows the parent's memory (vfork, posix_spawn)
 /// until it execs or exits: it must not touch the parent's engine state. When the parent is
 /// seen running again, a pending vfork is reported.
 pub fn is_borrowed() -> bool {
+    if BORROWING.load(Relaxed) == 0 {
+        return false;
+    }
     if BORROWED.with(Cell::get) {
         return true;
     }
@@ -56,6 +64,7 @@ pub fn is_borrowed() -> bool {
         return true;
     }
     VFORK.with(|c| c.set(None));
+    BORROWING.fetch_sub(1, Relaxed);
     forget_ids();
     if let Some(t) = tracer::get() {
         let result = if v.child_pid > 0 { v.child_pid as isize } else { -(libc::EAGAIN as isize) };
@@ -90,7 +99,10 @@ pub fn fork_or_clone(t: Option<&Tracer>, nr: usize, args: [usize; 6]) -> Action 
     if nr as i64 == libc::SYS_vfork {
         is_borrowed();
         let parent_pid = sys::getpid();
-        VFORK.with(|c| c.set(Some(PendingVfork { parent_pid, child_pid: 0, start: sys::monotonic_ns() })));
+        let pending = PendingVfork { parent_pid, child_pid: 0, start: sys::monotonic_ns() };
+        if VFORK.with(|c| c.replace(Some(pending))).is_none() {
+            BORROWING.fetch_add(1, Relaxed);
+        }
         return Action::Forward;
     }
     let flags = if nr as i64 == libc::SYS_clone { args[0] as u64 } else { 0 };
@@ -134,7 +146,9 @@ pub fn clone_child() {
     forget_ids();
     let flags = p.args[0] as u64;
     if flags & libc::CLONE_VM as u64 != 0 && flags & libc::CLONE_THREAD as u64 == 0 {
-        BORROWED.with(|b| b.set(true));
+        if !BORROWED.with(|b| b.replace(true)) {
+            BORROWING.fetch_add(1, Relaxed);
+        }
     } else if flags & libc::CLONE_VM as u64 == 0 {
         // A fork on a new stack: its own memory.
         after_fork_in_child(tracer::get());
@@ -144,7 +158,9 @@ pub fn clone_child() {
 /// In the parent of a clone started on a new stack.
 pub fn clone_parent(result: isize) {
     // posix_spawn's child ran on our thread-locals until it exec'd: refresh them.
-    BORROWED.with(|b| b.set(false));
+    if BORROWED.with(|b| b.replace(false)) {
+        BORROWING.fetch_sub(1, Relaxed);
+    }
     forget_ids();
     if let (Some(p), Some(t)) = (PENDING.with(Cell::take), tracer::get()) {
         if p.report {

@@ -58,6 +58,12 @@ pub fn description_lock(fd: i32, kind: LockKind, byte: i64, wait: bool) -> Resul
     byte_lock(fd, cmd, kind, byte).map(drop)
 }
 
+/// [`description_lock`] on the bytes `first` and `first + 1` at once, never waiting: all of the
+/// range is taken, or none (EAGAIN).
+pub fn description_lock_pair(fd: i32, kind: LockKind, first: i64) -> Result<(), Errno> {
+    range_lock(fd, libc::F_OFD_SETLK, kind, first, 2).map(drop)
+}
+
 /// A process-owned lock on `byte` (F_SETLK, never waits): [`lock_holder`] reports its owner's
 /// process ID. EAGAIN when another process holds it.
 pub fn process_lock(fd: i32, kind: LockKind, byte: i64) -> Result<(), Errno> {

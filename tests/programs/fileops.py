@@ -2,7 +2,7 @@
 ["open", path, flags] -> fd; ["write", fd, text]; ["pwrite", fd, text, off]; ["pread", fd, n, off]
 -> text; ["read", fd, n]; ["seek", fd, off, whence]; ["fstat", fd] / ["stat", path] -> size;
 ["truncate", path, len]; ["truncate_fd", fd, len];
-["fsync", fd]; ["close", fd]. Text is latin-1. An OSError answers ["error", errno]. A test
+["fsync", fd]; ["close", fd]; ["unlink", path]. Text is latin-1. An OSError answers ["error", errno]. A test
 drives two of these at once to interleave two processes' calls on one file exactly."""
 import json
 import os
@@ -40,6 +40,8 @@ def run(op, *a):
         return os.fsync(a[0])
     if op == "close":
         return os.close(a[0])
+    if op == "unlink":
+        return os.unlink(a[0])
     if op == "pid":
         return os.getpid()
     raise ValueError(op)

@@ -122,6 +122,9 @@ fn cstring(s: String) -> Result<std::ffi::CString, Errno> {
 /// other can become the owner). An owner elsewhere is asked to hand the file to the kernel
 /// first (and waited for). The opening lock is held.
 pub fn join(dir: &str, key: (u64, u64), engine: bool) -> Result<Role, Errno> {
+    if !engine && join_unowned(dir, key) {
+        return Ok(Role::Kernel);
+    }
     // An owner that never answers (stopped, say) is given up on after about 10 s.
     for _ in 0..10_000 {
         let fd = users_fd(dir)?;
@@ -149,6 +152,25 @@ pub fn join(dir: &str, key: (u64, u64), engine: bool) -> Result<Role, Errno> {
     Ok(Role::Kernel)
 }
 
+/// Joins the users of a file that no process serves with the engine nor is setting up, with
+/// one call: shared locks on its users byte and its owner byte at once (an owner holds the owner
+/// byte exclusively, one setting up the users byte). Holding the owner byte shared too changes
+/// nothing for others: while the users byte is held no other process can become the owner, and
+/// [`lock_holder`](ipc::lock_holder) names no process for a description lock. False: the slow
+/// way (an owner to ask, or one to wait for).
+fn join_unowned(dir: &str, key: (u64, u64)) -> bool {
+    let Ok(fd) = users_fd(dir) else { return false };
+    if ipc::description_lock_pair(fd, LockKind::Shared, users_byte(key)).is_err() {
+        return false;
+    }
+    if current_with_lock(fd, dir) {
+        return true;
+    }
+    let _ = ipc::description_lock_pair(fd, LockKind::Unlock, users_byte(key));
+    forget_users_fd(dir);
+    false
+}
+
 /// The owner has set the file up: others may join (and will ask it to hand over).
 pub fn settle(dir: &str, key: (u64, u64)) {
     if let Ok(fd) = users_fd(dir) {
@@ -164,7 +186,9 @@ pub fn leave(dir: &str, key: (u64, u64), owner: bool, users: bool) {
         let _ = ipc::process_lock(fd, LockKind::Unlock, owner_byte(key));
     }
     if users {
-        let _ = ipc::description_lock(fd, LockKind::Unlock, users_byte(key), false);
+        // The owner byte too, which `join_unowned` holds shared (a description lock: this
+        // process's own lock as the owner, a process lock, stays).
+        let _ = ipc::description_lock_pair(fd, LockKind::Unlock, users_byte(key));
     }
 }
 
