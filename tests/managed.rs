@@ -516,6 +516,45 @@ print(all(all(o[2:]) for o in out), [o for o in out if not all(o[2:])])
     }
 }
 
+/// A served write after a stat shows a later mtime at once, as the kernel's multigrain file
+/// times do (nvmmio stamps other writes with the coarse clock, as the kernel does), and mtime
+/// never goes backwards.
+#[test]
+fn a_write_after_a_stat_moves_mtime_at_once() {
+    let script = r#"
+import os
+fd = os.open("f", os.O_RDWR | os.O_CREAT, 0o644)
+os.write(fd, b"x" * 4096)
+prev = os.fstat(fd).st_mtime_ns
+bad = []
+for i in range(300):
+    os.write(fd, b"y")
+    if i % 3 == 2:
+        # Writes that no stat saw in between: the time may stay, never go back.
+        os.write(fd, b"z")
+    m = os.fstat(fd).st_mtime_ns if i % 2 else os.stat("f").st_mtime_ns
+    if m <= prev:
+        bad.append((i, prev, m))
+    prev = m
+print(bad[:5])
+"#;
+    for dir in [shm_dir(), tmp_dir()] {
+        let out = Command::new("/usr/bin/python3")
+            .args(["-c", script])
+            .current_dir(dir.path())
+            .env("LD_PRELOAD", library())
+            .env("NVMMIO_DIRS", dir.path())
+            .env("NVMMIO_STATS", "1")
+            .output()
+            .unwrap();
+        assert_eq!(ok(&out), "[]\n");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let served: u64 =
+            stderr.split(" calls served").next().and_then(|s| s.rsplit(' ').next()).unwrap().parse().unwrap();
+        assert!(served >= 400, "the engine served the writes: {stderr}");
+    }
+}
+
 /// Which opens are managed: the real path decides, also when it is read from the program's
 /// path string (an absolute path to a direct child, opened with O_NOFOLLOW or O_CREAT |
 /// O_EXCL) instead of /proc. A symbolic link in the managed directory to a file outside it

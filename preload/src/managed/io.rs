@@ -534,11 +534,7 @@ fn managed_state(key: (u64, u64), data_blocks: u64) -> Option<Option<(u64, u64, 
     let inode = table::find_inode(key)?;
     let state = inode.read();
     Some(match &*state {
-        State::Engine(engine) => Some((
-            engine.size(),
-            inode.modified_ns.load(std::sync::atomic::Ordering::Relaxed),
-            engine.blocks(data_blocks),
-        )),
+        State::Engine(engine) => Some((engine.size(), inode.modified_for_stat(), engine.blocks(data_blocks))),
         // The kernel serves it here, and while this process holds it open no other process
         // can serve it with the engine (see `share`): the kernel's numbers stand.
         State::Kernel => None,

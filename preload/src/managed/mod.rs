@@ -1021,6 +1021,7 @@ fn open_inode(
         state: std::sync::RwLock::new(State::Engine(Box::new(engine))),
         parked_fd: std::sync::atomic::AtomicI32::new(-1),
         modified_ns: AtomicU64::new(0),
+        modified_seen: std::sync::atomic::AtomicBool::new(false),
         max_size: largest_file_size(key.0, data_fd),
         mark: std::sync::atomic::AtomicU8::new(marks::bits(found)),
         checkpoint_view: Mutex::new(None),

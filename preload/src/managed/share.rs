@@ -320,7 +320,7 @@ fn size_here(key: (u64, u64)) -> (u64, u64) {
     let Some(inode) = table::find_inode(key) else { return (NOT_HERE, 0) };
     let state = inode.read();
     match &*state {
-        State::Engine(engine) => (engine.size(), inode.modified_ns.load(Relaxed)),
+        State::Engine(engine) => (engine.size(), inode.modified_for_stat()),
         State::Kernel => (NOT_HERE, 0),
     }
 }

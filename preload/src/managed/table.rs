@@ -4,7 +4,7 @@
 
 use std::cell::Cell;
 use std::sync::atomic::{
-    AtomicI32, AtomicU64, AtomicU8,
+    AtomicBool, AtomicI32, AtomicU64, AtomicU8,
     Ordering::{Acquire, Relaxed, Release},
 };
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -41,6 +41,8 @@ pub struct Inode {
     /// When a served call last changed the file (ns since the epoch; 0: none yet): `stat`
     /// reports it as mtime and ctime, which the kernel moves only when the data file changes.
     pub modified_ns: AtomicU64,
+    /// A stat reported `modified_ns` since it last moved (see [`Inode::touch`]).
+    pub modified_seen: AtomicBool,
     /// The file system's largest file size (past it writes fail with EFBIG, seeks with EINVAL).
     pub max_size: u64,
     /// The log files the file's mark names ([`nvmmio_core::persist::mark`]), and the
@@ -65,6 +67,7 @@ impl Inode {
             state: RwLock::new(State::Kernel),
             parked_fd: AtomicI32::new(-1),
             modified_ns: AtomicU64::new(0),
+            modified_seen: AtomicBool::new(false),
             max_size: i64::MAX as u64,
             mark: AtomicU8::new(0),
             checkpoint_view: Mutex::new(None),
@@ -72,9 +75,29 @@ impl Inode {
         }
     }
 
-    /// A served call changed the file now.
+    /// A served call changed the file now. As the kernel stamps file times (multigrain
+    /// timestamps): with the last tick's time, unless a stat reported the time since it last
+    /// moved; then with the fine clock, so that a change after a stat always shows. Never
+    /// backwards (a tick's time may be older than a fine time given before). The fine clock
+    /// on every write cost 8% of a 128-byte append.
     pub fn touch(&self) {
-        self.modified_ns.store(nvmmio_core::sys::realtime_ns(), Relaxed);
+        let now = if self.modified_seen.load(Relaxed) {
+            self.modified_seen.store(false, Relaxed);
+            nvmmio_core::sys::realtime_ns()
+        } else {
+            nvmmio_core::sys::realtime_coarse_ns()
+        };
+        if now > self.modified_ns.load(Relaxed) {
+            self.modified_ns.store(now, Relaxed);
+        }
+    }
+
+    /// When a served call last changed the file, for a stat that reports it.
+    pub fn modified_for_stat(&self) -> u64 {
+        if !self.modified_seen.load(Relaxed) {
+            self.modified_seen.store(true, Relaxed);
+        }
+        self.modified_ns.load(Relaxed)
     }
 
     /// Closes the parked data descriptor (the program is closing its last one).
