@@ -246,7 +246,8 @@ pub struct ManagedFile<M: Medium, S: Storage> {
 }
 
 impl<M: Medium, S: Storage> ManagedFile<M, S> {
-    fn with_log(data: S, log: Log<M>, settings: EngineSettings) -> Result<Self, Errno> {
+    fn with_log(data: S, mut log: Log<M>, settings: EngineSettings) -> Result<Self, Errno> {
+        log.grow_slowly_from(settings.checkpoint_at);
         let size = data.size()?;
         let policy = Policy::new(settings.logging, settings.redo_above_write_share, settings.undo_for_epochs_upto);
         Ok(ManagedFile {
@@ -917,7 +918,8 @@ impl<M: Medium, S: Storage> ManagedFile<M, S> {
         }
         let spare = self.spare.take().expect("checked above");
         // The new log's generation follows the frozen one's: recovery replays them in order.
-        let next = Log::create(spare, self.settings.log_max, Some(self.size), self.log.generation())?;
+        let mut next = Log::create(spare, self.settings.log_max, Some(self.size), self.log.generation())?;
+        next.grow_slowly_from(self.settings.checkpoint_at);
         stats::CHECKPOINTS.fetch_add(1, Relaxed);
         stats::note_log_used(self.log.used());
         let log = std::mem::replace(&mut self.log, next);

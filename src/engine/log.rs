@@ -59,6 +59,9 @@ pub struct Log<M: Medium> {
     /// One write larger than `max_len` may take the log up to here until the next reset
     /// (see [`Log::allow_oversized`]; 0: none).
     oversized_to: u64,
+    /// The medium doubles as it grows up to here, then grows by an eighth (see
+    /// [`Log::grow_slowly_from`]).
+    growth_knee: u64,
     /// The header was written back but not waited for (see [`Log::create_lazily`]): the next
     /// fence makes it durable.
     header_unfenced: bool,
@@ -135,6 +138,7 @@ impl<M: Medium> Log<M> {
             needed_tail: LOG_HEADER_LEN,
             max_len,
             oversized_to: 0,
+            growth_knee: u64::MAX,
             header_unfenced: false,
             placing: Mutex::new(()),
             #[cfg(test)]
@@ -198,6 +202,7 @@ impl<M: Medium> Log<M> {
             needed_tail: LOG_HEADER_LEN,
             max_len,
             oversized_to: 0,
+            growth_knee: u64::MAX,
             header_unfenced: false,
             placing: Mutex::new(()),
             #[cfg(test)]
@@ -333,8 +338,24 @@ impl<M: Medium> Log<M> {
         if end <= self.medium.len() {
             return Ok(());
         }
-        let doubled = (self.medium.len() * 2).clamp(end, self.limit().max(end));
-        self.medium.grow(doubled).or_else(|_| self.medium.grow(end))
+        let want = self.grown_len(end);
+        self.medium.grow(want).or_else(|_| self.medium.grow(end))
+    }
+
+    /// From `len` on, the medium grows by an eighth (at least 1 MiB) instead of doubling: a log
+    /// that reaches the checkpoint size is about to be handed to a checkpoint and the file
+    /// goes on with its other log, so that room past it is mostly never used. On a disk each
+    /// byte of growth is written (zeros) and synced once: a log doubled from 8 to 16 MiB for
+    /// the one record that crossed 8 MiB stalled that write for 10 ms.
+    pub fn grow_slowly_from(&mut self, len: u64) {
+        self.growth_knee = len;
+    }
+
+    /// The medium length to grow to for a record ending at `end`.
+    fn grown_len(&self, end: u64) -> u64 {
+        let len = self.medium.len();
+        let want = if len < self.growth_knee { (len * 2).min(self.growth_knee) } else { len + (len / 8).max(1 << 20) };
+        want.clamp(end, self.limit().max(end))
     }
 
     /// Stores a record; returns the position of its data. ENOSPC (nothing stored) if the log
@@ -377,7 +398,7 @@ impl<M: Medium> Log<M> {
             if end > self.limit() {
                 return Err(Errno(libc::ENOSPC));
             }
-            let want = (self.medium.len() * 2).clamp(end, self.limit().max(end));
+            let want = self.grown_len(end);
             self.medium.grow(want).or_else(|_| self.medium.grow(end))?;
         }
         // Not valid until sealed: a crash before the commit finds a bad checksum and stops.
@@ -737,6 +758,35 @@ mod tests {
         assert!(opened.committed.is_empty());
         assert_eq!(opened.log.generation(), 2);
         assert_eq!(opened.base_size, Some(10_000));
+    }
+
+    /// The medium doubles up to the knee, then grows by an eighth of itself (at least 1 MiB),
+    /// never past the limit, and always enough for the record.
+    #[test]
+    fn logs_grow_slowly_past_the_knee() {
+        let mut log = Log::create(SimMedium::new(4096), 64 << 20, None, 0).unwrap();
+        log.grow_slowly_from(3 << 20);
+        let mut lens = vec![log.medium().len()];
+        for i in 0..1800u64 {
+            log.append(Kind::Write, i * 4096, 0, &[7u8; 8192]).unwrap();
+            if log.medium().len() != *lens.last().unwrap() {
+                lens.push(log.medium().len());
+            }
+        }
+        let (m, knee) = (1 << 20, 3 << 20);
+        for w in lens.windows(2) {
+            let (a, b) = (w[0], w[1]);
+            if a < knee {
+                assert!(b == knee || b >= 2 * a, "doubling up to the knee: {lens:?}");
+            } else {
+                assert_eq!(b - a, (a / 8).max(m), "an eighth past the knee: {lens:?}");
+            }
+        }
+        assert!(lens.contains(&knee) && *lens.last().unwrap() > 12 * m, "{lens:?}");
+        // A record larger than a step still fits; the limit holds.
+        log.append(Kind::Write, 0, 0, &vec![1u8; 6 << 20]).unwrap();
+        assert!(log.medium().len() <= 64 << 20);
+        assert_eq!(log.append(Kind::Write, 0, 0, &vec![1u8; 64 << 20]), Err(Errno(libc::ENOSPC)));
     }
 
     #[test]
