@@ -502,14 +502,7 @@ for call in ("write", "pwrite", "ftruncate"):
 print(all(all(o[2:]) for o in out), [o for o in out if not all(o[2:])])
 "#;
     for dir in [shm_dir(), tmp_dir()] {
-        let out = Command::new("/usr/bin/python3")
-            .args(["-c", script])
-            .current_dir(dir.path())
-            .env("LD_PRELOAD", library())
-            .env("NVMMIO_DIRS", dir.path())
-            .env("NVMMIO_STATS", "1")
-            .output()
-            .unwrap();
+        let out = python_under_nvmmio(dir.path(), dir.path(), script).output().unwrap();
         assert_eq!(ok(&out), "True []\n");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.lines().any(|l| l.contains(" 5 calls served") || l.contains(" 6 calls served")), "{stderr}");
@@ -539,14 +532,7 @@ for i in range(300):
 print(bad[:5])
 "#;
     for dir in [shm_dir(), tmp_dir()] {
-        let out = Command::new("/usr/bin/python3")
-            .args(["-c", script])
-            .current_dir(dir.path())
-            .env("LD_PRELOAD", library())
-            .env("NVMMIO_DIRS", dir.path())
-            .env("NVMMIO_STATS", "1")
-            .output()
-            .unwrap();
+        let out = python_under_nvmmio(dir.path(), dir.path(), script).output().unwrap();
         assert_eq!(ok(&out), "[]\n");
         let stderr = String::from_utf8_lossy(&out.stderr);
         let served: u64 =
