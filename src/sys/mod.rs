@@ -114,36 +114,31 @@ pub fn read_own_memory(addr: usize, dst: &mut [u8]) -> Result<usize, Errno> {
     plain(libc::SYS_process_vm_readv, a)
 }
 
-/// Monotonic time in nanoseconds (vDSO, no system call).
-pub fn monotonic_ns() -> u64 {
+/// The time of `clock` in nanoseconds (vDSO, no system call).
+fn clock_ns(clock: libc::clockid_t) -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `ts` is a valid, writable timespec; clock_gettime goes through the vDSO and makes
-    // no system call for CLOCK_MONOTONIC, so it cannot re-enter the hook.
+    // no system call for these clocks, so it cannot re-enter the hook.
     unsafe {
-        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
+        libc::clock_gettime(clock, &mut ts);
     }
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// Wall-clock time in nanoseconds since the epoch (vDSO, no system call).
+/// Monotonic time in nanoseconds.
+pub fn monotonic_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC)
+}
+
+/// Wall-clock time in nanoseconds since the epoch.
 pub fn realtime_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: as in `monotonic_ns`.
-    unsafe {
-        libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts);
-    }
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    clock_ns(libc::CLOCK_REALTIME)
 }
 
 /// [`realtime_ns`] as of the last clock tick (CLOCK_REALTIME_COARSE: the clock the kernel
 /// stamps file times with when no one looked at them; a fraction of the cost).
 pub fn realtime_coarse_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: as in `monotonic_ns`.
-    unsafe {
-        libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts);
-    }
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    clock_ns(libc::CLOCK_REALTIME_COARSE)
 }
 
 /// A small buffered writer to a descriptor, for multi-line output (summaries) without allocating.

@@ -310,9 +310,11 @@ fn answer(listener: i32) {
 fn hand_over(key: (u64, u64)) -> u64 {
     let Some(inode) = table::find_inode(key) else { return NOT_HERE };
     if matches!(&*inode.read(), State::Engine(_)) {
+        // It gives up the owner byte too.
         super::hand_to_kernel(&inode);
+    } else {
+        leave(&inode.dir, key, true, false);
     }
-    leave(&inode.dir, key, true, false);
     0
 }
 
