@@ -423,11 +423,7 @@ print(hashlib.sha256(model).hexdigest() == hashlib.sha256(open("f", "rb").read()
     assert_eq!(ok(&out), "True\n");
     let stderr = String::from_utf8_lossy(&out.stderr);
     // One summary line per process (the forked children print theirs too).
-    let background = stderr
-        .lines()
-        .filter(|l| l.contains("in the background"))
-        .filter_map(|l| l.split(" (").nth(1)?.split(' ').next()?.parse::<u64>().ok())
-        .max();
+    let background = summary_counts(&stderr, " in the background").into_iter().max();
     assert!(background.is_some_and(|n| n > 0), "{stderr}");
 }
 
@@ -535,8 +531,7 @@ print(bad[:5])
         let out = python_under_nvmmio(dir.path(), dir.path(), script).output().unwrap();
         assert_eq!(ok(&out), "[]\n");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let served: u64 =
-            stderr.split(" calls served").next().and_then(|s| s.rsplit(' ').next()).unwrap().parse().unwrap();
+        let served: u64 = summary_counts(&stderr, " calls served").into_iter().sum();
         assert!(served >= 400, "the engine served the writes: {stderr}");
     }
 }

@@ -74,7 +74,7 @@ impl Peer {
 
 /// The "N calls served" of the exit summary lines (0 without one).
 fn served(stderr: &str) -> u64 {
-    stderr.lines().filter_map(|l| l.split(": ").nth(2)?.split(" calls served").next()?.parse::<u64>().ok()).sum()
+    summary_counts(stderr, " calls served").into_iter().sum()
 }
 
 /// The JSON text of `len` bytes of a pattern (printable, so that it needs no escapes).

@@ -91,6 +91,17 @@ pub fn ok(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The counts an exit summary (`NVMMIO_STATS=1`) gives before `label` on each of its lines
+/// (one line per process), e.g. `summary_counts(stderr, " in the background")` for
+/// "... 129 checkpoints (127 in the background) ...".
+pub fn summary_counts(stderr: &str, label: &str) -> Vec<u64> {
+    stderr
+        .lines()
+        .filter(|line| line.starts_with("nvmmio: pid "))
+        .filter_map(|line| line.split_once(label)?.0.rsplit([' ', '(']).next()?.parse().ok())
+        .collect()
+}
+
 /// Deterministic pseudo-random bytes (xorshift), so files differ from block to block.
 pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
