@@ -1,5 +1,5 @@
 /* Tight loops of cheap system calls through libc, for measuring interposition overhead.
- * usage: syscall_loop getppid|pread|fstat|lseek ITERATIONS [FILE]; prints nanoseconds per call. */
+ * usage: syscall_loop getppid|pread|fstat|stat|lseek ITERATIONS [FILE]; prints nanoseconds per call. */
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,7 +11,7 @@
 int main(int argc, char **argv)
 {
 	if (argc < 3) {
-		fprintf(stderr, "usage: %s getppid|pread|fstat|lseek N [FILE]\n", argv[0]);
+		fprintf(stderr, "usage: %s getppid|pread|fstat|stat|lseek N [FILE]\n", argv[0]);
 		return 2;
 	}
 	long n = atol(argv[2]);
@@ -30,6 +30,8 @@ int main(int argc, char **argv)
 			sink += getppid();
 		else if (strcmp(argv[1], "pread") == 0)
 			sink += pread(fd, buf, 1, (i * 64) & 4095);
+		else if (strcmp(argv[1], "stat") == 0)
+			sink += stat(argv[3], &st);
 		else if (strcmp(argv[1], "lseek") == 0)
 			sink += lseek(fd, i & 4095, SEEK_SET);
 		else

@@ -23,7 +23,7 @@ fn bench_forward_quick_run_prints_both_tables() {
     let (text, rows) = run_script("bench-forward", &["--quick", "--rounds", "1"]);
     let forward: Vec<_> = rows.iter().filter(|r| r.len() == 4).collect();
     let trace: Vec<_> = rows.iter().filter(|r| r.len() == 6).collect();
-    assert_eq!(forward.len(), 5, "{text}");
+    assert_eq!(forward.len(), 6, "{text}");
     assert_eq!(trace.len(), 3, "{text}");
     for r in forward {
         let ratio: f64 = r[3].parse().unwrap_or_else(|_| panic!("ratio in {r:?}"));

@@ -182,12 +182,10 @@ fn pthread_cancel_reaches_threads_in_data_calls() {
     let dir = shm_dir();
     let exe = compile_c("cancel", dir.path());
     fs::write(dir.path().join("file"), b"some bytes").unwrap();
-    let expected =
-        "pipe reader cancelled=1 cleaned=1\nfile reader cancelled=1 cleaned=1\nlock waiter cancelled=1 cleaned=1\n";
     for under in ALL_WAYS {
         // A call that is not cancellable would wait for ever: killed, it fails the test.
         let out = run_under(under, dir.path(), "timeout", &["-s", "KILL", "30", exe.to_str().unwrap(), "file"]);
-        assert_eq!(ok(&out), expected, "{under:?}");
+        assert_eq!(ok(&out), CANCELLED_EVERYWHERE, "{under:?}");
     }
 }
 
@@ -200,9 +198,32 @@ fn bad_arguments_get_the_kernels_errors() {
     assert!(outputs[0].contains("lseek-pipe -1 ESPIPE"), "{}", outputs[0]);
     assert!(outputs[0].contains("fcntl-setlk-unmapped -1 EFAULT"), "{}", outputs[0]);
     assert!(outputs[0].contains("fcntl-getown-is-group 1 -"), "{}", outputs[0]);
+    for line in [
+        "stat-missing -1 ENOENT",
+        "stat-through-file -1 ENOTDIR",
+        "stat-size 10 -",
+        "lstat-link 1 -",
+        "lstat-unmapped -1 EFAULT",
+        "fstatat-badfd -1 EBADF",
+        "fstatat-badflags -1 EINVAL",
+        "unlink-dir -1 EISDIR",
+        "unlink-unmapped -1 EFAULT",
+        "unlinkat-badflags -1 EINVAL",
+        "lstat-after-unlink -1 ENOENT",
+        "close-badfd -1 EBADF",
+        "close-dup-again -1 EBADF",
+        "fstat-closed -1 EBADF",
+    ] {
+        assert!(outputs[0].contains(&format!("{line}\n")), "{line}: {}", outputs[0]);
+    }
     assert!(outputs[0].ends_with("content 0123456789\n"), "{}", outputs[0]);
     assert_eq!(outputs[0], outputs[1], "forward");
     assert_eq!(outputs[0], outputs[2], "trace");
+    // The same calls on a file nvmmio serves (the directory managed): the same results.
+    fs::remove_file(dir.path().join("f")).unwrap();
+    let exe = exe.to_str().unwrap();
+    let managed = nvmmio_cmd(dir.path(), &["run", "--dir", dir.path().to_str().unwrap(), "--", exe, "f"]);
+    assert_eq!(ok(&managed), outputs[0], "managed");
 }
 
 #[test]

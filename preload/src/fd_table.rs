@@ -41,6 +41,16 @@ pub fn never_blocks(fd: i32) -> bool {
     }
 }
 
+/// Whether `fd` is known to be a regular file or block device (`Some(true)`), known to be
+/// something else, or not known yet, without asking the kernel.
+pub fn known_kind(fd: i32) -> Option<bool> {
+    match slot(fd)?.load(Relaxed) {
+        NEVER_BLOCKS => Some(true),
+        OTHER => Some(false),
+        _ => None,
+    }
+}
+
 /// The program just opened `fd`, whose type (`st_mode`) an fstat made for it showed: its first
 /// cancellation point need not ask again.
 pub fn learn(fd: i32, st_mode: u32) {

@@ -58,6 +58,10 @@ pub enum Under {
 /// Every way of running a program that must give the kernel's results.
 pub const ALL_WAYS: [Under; 3] = [Under::Kernel, Under::Forward, Under::Trace];
 
+/// What tests/programs/cancel.c prints when every cancellation point it tries acted.
+pub const CANCELLED_EVERYWHERE: &str = "pipe reader cancelled=1 cleaned=1\nfile reader cancelled=1 cleaned=1\n\
+    file closer cancelled=1 cleaned=1 still_open=1\nlock waiter cancelled=1 cleaned=1\n";
+
 /// Runs `program args` in `cwd`, directly or with the library preloaded; always with LC_ALL=C.
 pub fn run_under(under: Under, cwd: &Path, program: &str, args: &[&str]) -> Output {
     let mut cmd = Command::new(program);

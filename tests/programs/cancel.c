@@ -1,7 +1,8 @@
 /* pthread_cancel through nvmmio's entry points: a thread blocked in read() on a pipe, a
- * thread with a cancel pending when it calls pread() on a regular file, and a thread waiting in
- * fcntl(F_SETLKW) for a lock another process holds must all be cancelled (glibc cancellation
- * points), with their cleanup handlers run. Prints one line per case. */
+ * thread with a cancel pending when it calls pread() or close() on a regular file, and a thread
+ * waiting in fcntl(F_SETLKW) for a lock another process holds must all be cancelled (glibc
+ * cancellation points), with their cleanup handlers run; a close cancelled before it ran leaves
+ * the descriptor open, as glibc's does. Prints one line per case. */
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -10,7 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static int cleaned[3];
+static int cleaned[4];
 
 static void cleanup(void *arg) { cleaned[(long)arg] = 1; }
 
@@ -54,6 +55,18 @@ static void *file_reader(void *arg)
 	return NULL;
 }
 
+static void *file_closer(void *arg)
+{
+	int fd = *(int *)arg;
+	pthread_cleanup_push(cleanup, (void *)3);
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+	pthread_cancel(pthread_self());
+	pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
+	close(fd);
+	pthread_cleanup_pop(0);
+	return NULL;
+}
+
 int main(int argc, char **argv)
 {
 	int p[2];
@@ -73,6 +86,10 @@ int main(int argc, char **argv)
 	pthread_create(&t, NULL, file_reader, &fd);
 	pthread_join(t, &ret);
 	printf("file reader cancelled=%d cleaned=%d\n", ret == PTHREAD_CANCELED, cleaned[1]);
+	pthread_create(&t, NULL, file_closer, &fd); /* the same descriptor: its type is known now */
+	pthread_join(t, &ret);
+	printf("file closer cancelled=%d cleaned=%d still_open=%d\n", ret == PTHREAD_CANCELED, cleaned[3],
+	       fcntl(fd, F_GETFD) >= 0);
 
 	int rw = open(argv[1], O_RDWR);
 	int ready[2];
