@@ -1,10 +1,10 @@
 //! Fast entry points: the hottest data calls, `fcntl` (SQLite's locks), `close` and the path
 //! calls SQLite makes every transaction (`stat`, `unlink`) are also exported as libc symbols, so
-//! a program's `pread`/`write`/`lseek`/`fcntl`/`stat`... reach nvmmio by a plain
-//! function call, without paying for syscall_intercept's register save and trampoline (about
-//! 30 ns a call; SQLite's WAL inserts on tmpfs, six `fcntl` each, ran 6% faster with `fcntl`
-//! here; a loop of `stat` calls went from 5% over the kernel's time to none). Calls libc makes internally still arrive through the patched `syscall` instructions
-//! and the same dispatch.
+//! a program's `pread`/`write`/`lseek`/`fcntl`/`stat`... reach nvmmio by a plain function call,
+//! without paying for syscall_intercept's register save and trampoline (about 30 ns a call;
+//! SQLite's WAL inserts on tmpfs, six `fcntl` each, ran 6% faster with `fcntl` here; a loop of
+//! `stat` calls went from 5% over the kernel's time to none). Calls libc makes internally still
+//! arrive through the patched `syscall` instructions and the same dispatch.
 //!
 //! Semantics match glibc's wrappers: `-1` and `errno` on failure, the same system call (fstat is
 //! `newfstatat(fd, "", buf, AT_EMPTY_PATH)` as in glibc 2.36), and the same cancellation points:
