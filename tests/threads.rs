@@ -91,6 +91,45 @@ fn kill_recover_check(exe: &Path, dir: &Path, ms: u64, env: &[(&str, &str)]) -> 
     text
 }
 
+/// Runs lanes_crash for `seconds` under nvmmio with `env`: its main thread exits while the
+/// writers write. Checks the file as the exit left it (no recovery) and returns the summary.
+fn run_until_exit(exe: &Path, seconds: &str, env: &[(&str, &str)]) -> String {
+    let dir = shm_dir();
+    let (managed, side) = (dir.path().join("managed"), dir.path().join("side"));
+    std::fs::create_dir_all(&managed).unwrap();
+    std::fs::create_dir_all(&side).unwrap();
+    let file = managed.join("lanes.dat");
+    let out = Command::new(exe)
+        .arg("run")
+        .arg(&file)
+        .arg(&side)
+        .arg(seconds)
+        .env("LD_PRELOAD", library())
+        .env("NVMMIO_DIRS", &managed)
+        .env("NVMMIO_STATS", "1")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let summary = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{env:?}: {summary}");
+    let check = Command::new(exe).arg("check").arg(&file).arg(&side).output().unwrap();
+    assert!(String::from_utf8_lossy(&check.stdout).starts_with("ok 1152"), "{env:?}: {check:?}");
+    summary
+}
+
+/// The exit of a process whose threads are writing: every write an fsync covered is in the
+/// file. (The exit used to forget descriptors before the engine let go of their files, so a
+/// write the kernel then served could be overwritten by the engine's last checkpoint: about
+/// one run in fourteen lost one.)
+#[test]
+fn an_exit_while_threads_write_keeps_every_synced_write() {
+    let build = tmp_dir();
+    let exe = compile_c("lanes_crash", build.path());
+    for _ in 0..30 {
+        run_until_exit(&exe, "0.3", &[]);
+    }
+}
+
 #[test]
 fn threads_killed_while_writing_leave_no_torn_or_lost_write() {
     let build = tmp_dir();
@@ -99,26 +138,8 @@ fn threads_killed_while_writing_leave_no_torn_or_lost_write() {
     // Runs that end by themselves first: their summaries show that these writes share the file,
     // in redo and in undo epochs.
     for env in [&[][..], &undo[..]] {
-        let dir = shm_dir();
-        let (managed, side) = (dir.path().join("managed"), dir.path().join("side"));
-        std::fs::create_dir_all(&managed).unwrap();
-        std::fs::create_dir_all(&side).unwrap();
-        let file = managed.join("lanes.dat");
-        let out = Command::new(&exe)
-            .arg("run")
-            .arg(&file)
-            .arg(&side)
-            .arg("1")
-            .env("LD_PRELOAD", library())
-            .env("NVMMIO_DIRS", &managed)
-            .env("NVMMIO_STATS", "1")
-            .envs(env.iter().copied())
-            .output()
-            .unwrap();
-        let summary = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(out.status.success() && shared_writes(&summary) > 1_000, "{env:?}: {summary}");
-        let check = Command::new(&exe).arg("check").arg(&file).arg(&side).output().unwrap();
-        assert!(String::from_utf8_lossy(&check.stdout).starts_with("ok 1152"), "{check:?}");
+        let summary = run_until_exit(&exe, "1", env);
+        assert!(shared_writes(&summary) > 1_000, "{env:?}: {summary}");
     }
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     for (dir, rounds) in [(shm_dir(), 9), (tmp_dir(), 3)] {

@@ -1217,6 +1217,12 @@ fn spawn_quiet(builder: std::thread::Builder, f: impl FnOnce() + Send + 'static)
 /// At exit, or exec (whose new image has no nvmmio state): every file finished, kept closed
 /// files too, and every log of ours removed.
 fn leave_process() {
+    // The program's other threads run until the exit is made, and its descriptors stay open:
+    // every file goes to the kernel under its lock first, so that a call the engine still serves
+    // ends before the kernel serves any. Forgetting a descriptor first would send later calls
+    // to the kernel while the engine still held older copies of their blocks, which its last
+    // checkpoint would then write over them (a write an fsync had covered, lost).
+    hand_all_to_kernel();
     for (fd, _) in table::all_fds() {
         release(fd);
     }
