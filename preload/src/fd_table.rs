@@ -41,14 +41,10 @@ pub fn never_blocks(fd: i32) -> bool {
     }
 }
 
-/// Whether `fd` is known to be a regular file or block device (`Some(true)`), known to be
-/// something else, or not known yet, without asking the kernel.
-pub fn known_kind(fd: i32) -> Option<bool> {
-    match slot(fd)?.load(Relaxed) {
-        NEVER_BLOCKS => Some(true),
-        OTHER => Some(false),
-        _ => None,
-    }
+/// Whether `fd` is already known to be a regular file or block device, without asking the
+/// kernel (unknown: false).
+pub fn known_to_never_block(fd: i32) -> bool {
+    slot(fd).is_some_and(|slot| slot.load(Relaxed) == NEVER_BLOCKS)
 }
 
 /// The program just opened `fd`, whose type (`st_mode`) an fstat made for it showed: its first

@@ -107,8 +107,14 @@ fn libc_result(raw: isize) -> isize {
 /// program costs a misprediction (about 5 ns). Like libc's wrappers, we execute just one.
 #[inline(always)]
 fn serve(nr: i64, args: [usize; 6], cancellation_point: bool) -> Option<isize> {
+    serve_if(nr, args, cancellation_point, fd_table::never_blocks)
+}
+
+/// [`serve`], with `never_blocks` deciding which descriptors a cancellation point is served on.
+#[inline(always)]
+fn serve_if(nr: i64, args: [usize; 6], cancellation_point: bool, never_blocks: fn(i32) -> bool) -> Option<isize> {
     let cancellable = cancellation_point && ORIGINALS.get().is_some_and(Option::is_some) && !single_threaded();
-    if cancellable && !fd_table::never_blocks(args[0] as i32) {
+    if cancellable && !never_blocks(args[0] as i32) {
         // libc's wrapper makes the (possibly blocking) call cancellable; it then reaches us
         // through syscall_intercept.
         return None;
@@ -189,47 +195,39 @@ fast_entry!(lseek64, lseek => libc::SYS_lseek, (fd: c_int, offset: off_t, whence
 fast_entry!(unlink => libc::SYS_unlink, (path: *const c_char) -> c_int, None);
 fast_entry!(unlinkat => libc::SYS_unlinkat, (dirfd: c_int, path: *const c_char, flags: c_int) -> c_int, None);
 
-/// glibc 2.36's fstat is `fstatat(fd, "", buf, AT_EMPTY_PATH)`; the same system call is made.
-macro_rules! fstat_entry {
-    ($($name:ident),+) => {$(
+/// glibc 2.36's `fstat`, `stat`, `lstat` and `fstatat` all make `newfstatat(dirfd, path, buf,
+/// flags)` (fstat with the empty path and `AT_EMPTY_PATH`); the same system call is made. SQLite
+/// stats its journal's and WAL's names every transaction.
+macro_rules! newfstatat_entry {
+    ($($name:ident($arg:ident: $ty:ty) => ($dirfd:expr, $path:expr, $flags:expr);)+) => {$(
         #[no_mangle]
-        pub extern "C-unwind" fn $name(fd: c_int, buf: *mut libc::stat) -> c_int {
-            let args = [fd as usize, c"".as_ptr() as usize, buf as usize, libc::AT_EMPTY_PATH as usize, 0, 0];
+        pub extern "C-unwind" fn $name($arg: $ty, buf: *mut libc::stat) -> c_int {
+            let args = [$dirfd as usize, $path as usize, buf as usize, $flags as usize, 0, 0];
             serve(libc::SYS_newfstatat, args, false).unwrap_or(-1) as c_int
         }
     )+};
 }
 
-fstat_entry!(fstat, fstat64);
+newfstatat_entry! {
+    fstat(fd: c_int) => (fd, c"".as_ptr(), libc::AT_EMPTY_PATH);
+    fstat64(fd: c_int) => (fd, c"".as_ptr(), libc::AT_EMPTY_PATH);
+    stat(path: *const c_char) => (libc::AT_FDCWD, path, 0);
+    stat64(path: *const c_char) => (libc::AT_FDCWD, path, 0);
+    lstat(path: *const c_char) => (libc::AT_FDCWD, path, libc::AT_SYMLINK_NOFOLLOW);
+    lstat64(path: *const c_char) => (libc::AT_FDCWD, path, libc::AT_SYMLINK_NOFOLLOW);
+}
 
 /// `close` is a cancellation point: in a multi-threaded process the kernel would have to be asked
 /// the type of a descriptor nvmmio has not seen opened, which costs more than the trampoline
 /// saves on a descriptor about to go, so such a descriptor goes to libc's `close`.
 #[no_mangle]
 pub extern "C-unwind" fn close(fd: c_int) -> c_int {
-    let resolved = ORIGINALS.get().is_some_and(Option::is_some);
-    if resolved && !single_threaded() && fd_table::known_kind(fd).is_none() {
-        return libc_close(fd);
-    }
-    match serve(libc::SYS_close, [fd as usize, 0, 0, 0, 0, 0], true) {
+    match serve_if(libc::SYS_close, [fd as usize, 0, 0, 0, 0, 0], true, fd_table::known_to_never_block) {
         Some(result) => result as c_int,
         None => libc_close(fd),
     }
 }
 
-/// glibc 2.36's `stat`, `lstat` and `fstatat` are `newfstatat` too (SQLite stats its journal's
-/// and WAL's names every transaction).
-macro_rules! stat_path_entry {
-    ($($name:ident => $flags:expr),+) => {$(
-        #[no_mangle]
-        pub extern "C-unwind" fn $name(path: *const c_char, buf: *mut libc::stat) -> c_int {
-            let args = [libc::AT_FDCWD as usize, path as usize, buf as usize, $flags as usize, 0, 0];
-            serve(libc::SYS_newfstatat, args, false).unwrap_or(-1) as c_int
-        }
-    )+};
-}
-
-stat_path_entry!(stat => 0, stat64 => 0, lstat => libc::AT_SYMLINK_NOFOLLOW, lstat64 => libc::AT_SYMLINK_NOFOLLOW);
 fast_entry!(fstatat, fstatat64 => libc::SYS_newfstatat,
     (dirfd: c_int, path: *const c_char, buf: *mut libc::stat, flags: c_int) -> c_int, None);
 
